@@ -1,0 +1,1 @@
+"""dbss-reboot-bot: reboot Huawei Cloud DBSS audit instances from Slack, safely."""

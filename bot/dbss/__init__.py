@@ -1,0 +1,81 @@
+"""The Huawei Cloud side: the DBSS client, its authentication and its errors."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+
+from bot.config import Settings
+from bot.dbss.auth import AkSkAuth, IamPasswordAuth, TokenAuth
+from bot.dbss.client import DbssClient, RebootAccepted
+from bot.dbss.errors import (
+    DbssApiError,
+    DbssError,
+    DbssNotSent,
+    DbssOutcomeUnknown,
+    DbssThrottled,
+    IamLoginError,
+    RebootFailed,
+)
+from bot.dbss.models import Instance, is_instance_id
+
+__all__ = [
+    "AkSkAuth",
+    "DbssApiError",
+    "DbssClient",
+    "DbssError",
+    "DbssNotSent",
+    "DbssOutcomeUnknown",
+    "DbssThrottled",
+    "IamLoginError",
+    "IamPasswordAuth",
+    "Instance",
+    "RebootAccepted",
+    "RebootFailed",
+    "TokenAuth",
+    "build_auth",
+    "build_client",
+    "is_instance_id",
+]
+
+# httpcore's DEBUG records print raw response headers, IAM's X-Subject-Token among them: never let them through.
+logging.getLogger("httpcore").setLevel(logging.INFO)
+
+
+def build_auth(settings: Settings, *, transport: httpx.BaseTransport | None = None) -> httpx.Auth:
+    """The Auth for the one kind of credential the settings hold."""
+    if settings.credential_kind == "token":
+        assert settings.dbss_auth_token is not None
+        return TokenAuth(settings.dbss_auth_token.get_secret_value())
+    if settings.credential_kind == "aksk":
+        assert settings.dbss_ak is not None and settings.dbss_sk is not None
+        return AkSkAuth(
+            access_key=settings.dbss_ak,
+            secret_key=settings.dbss_sk.get_secret_value(),
+            project_id=settings.dbss_project_id,
+        )
+    assert settings.dbss_iam_domain and settings.dbss_iam_user and settings.dbss_iam_password
+    iam = httpx.Client(
+        base_url=settings.dbss_iam_endpoint,
+        timeout=httpx.Timeout(settings.dbss_timeout_seconds),
+        transport=transport,
+    )
+    return IamPasswordAuth(
+        iam_client=iam,
+        domain=settings.dbss_iam_domain,
+        user=settings.dbss_iam_user,
+        password=settings.dbss_iam_password.get_secret_value(),
+        project_id=settings.dbss_project_id,
+    )
+
+
+def build_client(settings: Settings, *, transport: httpx.BaseTransport | None = None) -> DbssClient:
+    return DbssClient(
+        base_url=settings.dbss_base_url,
+        project_id=settings.dbss_project_id,
+        auth=build_auth(settings, transport=transport),
+        timeout_seconds=settings.dbss_timeout_seconds,
+        reboot_path=settings.dbss_reboot_path,
+        transport=transport,
+    )

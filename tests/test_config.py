@@ -1,0 +1,108 @@
+"""Settings: one clear message naming every offending variable, and exactly one kind of credential."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.config import ConfigError, Settings, load_settings
+
+PID = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [
+        "DBSS_PROJECT_ID",
+        "DBSS_AUTH_TOKEN",
+        "DBSS_AK",
+        "DBSS_SK",
+        "HUAWEICLOUD_SDK_AK",
+        "HUAWEICLOUD_SDK_SK",
+        "DBSS_IAM_DOMAIN",
+        "DBSS_IAM_USER",
+        "DBSS_IAM_PASSWORD",
+        "BOT_ALLOWED_USERS",
+        "DBSS_TIMEOUT_SECONDS",
+    ]:
+        monkeypatch.delenv(name, raising=False)
+
+
+def load(**kwargs: object) -> Settings:
+    return load_settings(_env_file=None, **kwargs)
+
+
+def test_token_settings_load_with_defaults() -> None:
+    """A project ID and a token are enough; the endpoint follows the region."""
+    s = load(dbss_project_id=PID, dbss_auth_token="zq-secret-9", dbss_region="ap-southeast-1")
+    assert s.credential_kind == "token"
+    assert s.dbss_base_url == "https://dbss.ap-southeast-1.myhuaweicloud.com"
+    assert s.dbss_iam_endpoint == "https://iam.myhuaweicloud.com"
+    assert s.bot_confirm_ttl_seconds == 300 and s.port == 3000
+    assert "zq-secret-9" not in repr(s)
+
+
+def test_environment_names_are_the_public_interface(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DBSS_* and the HUAWEICLOUD_SDK_AK/SK aliases are read from the environment; lists split on commas."""
+    monkeypatch.setenv("DBSS_PROJECT_ID", PID)
+    monkeypatch.setenv("HUAWEICLOUD_SDK_AK", "AK1")
+    monkeypatch.setenv("HUAWEICLOUD_SDK_SK", "SK1")
+    monkeypatch.setenv("BOT_ALLOWED_USERS", " U1, W2 ,,")
+    monkeypatch.setenv("DBSS_TIMEOUT_SECONDS", "2.5")
+    s = load()
+    assert s.credential_kind == "aksk" and s.dbss_ak == "AK1"
+    assert s.dbss_sk is not None and s.dbss_sk.get_secret_value() == "SK1"
+    assert s.bot_allowed_users == ("U1", "W2")
+    assert s.dbss_timeout_seconds == 2.5
+
+
+def test_env_file_is_read(tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An optional .env file supplies settings."""
+    env = tmp_path / ".env"  # type: ignore[operator]
+    env.write_text(f"DBSS_PROJECT_ID={PID}\nDBSS_AUTH_TOKEN=from-file\n")
+    s = load_settings(_env_file=str(env))
+    assert s.dbss_auth_token is not None and s.dbss_auth_token.get_secret_value() == "from-file"
+
+
+def test_missing_everything_names_each_variable() -> None:
+    """No project and no credential: one message naming DBSS_PROJECT_ID and the credential choice."""
+    with pytest.raises(ConfigError) as caught:
+        load()
+    message = str(caught.value)
+    assert "DBSS_PROJECT_ID is required" in message
+    assert "Traceback" not in message
+
+
+def test_no_credential_is_an_error() -> None:
+    with pytest.raises(ConfigError, match=r"exactly one kind of DBSS credential.*found none"):
+        load(dbss_project_id=PID)
+
+
+def test_mixed_credentials_name_the_variables() -> None:
+    """A token and AK/SK together are refused, naming both kinds."""
+    with pytest.raises(ConfigError) as caught:
+        load(dbss_project_id=PID, dbss_auth_token="t", dbss_ak="a", dbss_sk="s")
+    assert "DBSS_AUTH_TOKEN" in str(caught.value) and "DBSS_AK, DBSS_SK" in str(caught.value)
+
+
+def test_half_configured_credentials_name_what_is_missing() -> None:
+    with pytest.raises(ConfigError, match="missing DBSS_SK"):
+        load(dbss_project_id=PID, dbss_ak="a")
+    with pytest.raises(ConfigError, match="missing DBSS_IAM_USER, DBSS_IAM_PASSWORD"):
+        load(dbss_project_id=PID, dbss_iam_domain="acme")
+
+
+def test_every_invalid_value_is_listed_with_what_is_expected() -> None:
+    """Several bad values give one message with a line each, saying what is expected, never the secret."""
+    with pytest.raises(ConfigError) as caught:
+        load(
+            dbss_project_id="bad/id",
+            dbss_auth_token="s3cret-token",
+            dbss_timeout_seconds="soon",
+            port="99999",
+            dbss_endpoint="dbss.example.com",
+        )
+    message = str(caught.value)
+    for name in ["DBSS_PROJECT_ID", "DBSS_TIMEOUT_SECONDS", "PORT", "DBSS_ENDPOINT"]:
+        assert f"  - {name} " in message
+    assert "expected a TCP port" in message
+    assert "s3cret-token" not in message and "soon" not in message
