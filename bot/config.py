@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    ModelWrapValidatorHandler,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
@@ -67,39 +76,24 @@ class Settings(BaseSettings):
             raise ValueError("must be a URL starting with https:// (or http:// for a local fake)")
         return value
 
-    @model_validator(mode="after")
-    def _exactly_one_credential(self) -> Settings:
-        kinds = {
-            "token (DBSS_AUTH_TOKEN)": self.dbss_auth_token is not None,
-            "AK/SK (DBSS_AK, DBSS_SK)": self.dbss_ak is not None or self.dbss_sk is not None,
-            "IAM password (DBSS_IAM_DOMAIN, DBSS_IAM_USER, DBSS_IAM_PASSWORD)": any(
-                v is not None for v in (self.dbss_iam_domain, self.dbss_iam_user, self.dbss_iam_password)
-            ),
-        }
-        chosen = [name for name, present in kinds.items() if present]
-        if len(chosen) != 1:
-            found = "none" if not chosen else " and ".join(chosen)
-            raise ValueError(
-                "configure exactly one kind of DBSS credential: DBSS_AUTH_TOKEN, or DBSS_AK with DBSS_SK, "
-                f"or DBSS_IAM_DOMAIN with DBSS_IAM_USER and DBSS_IAM_PASSWORD; found {found}"
-            )
-        if self.dbss_ak is not None or self.dbss_sk is not None:
-            missing = [n for n, v in (("DBSS_AK", self.dbss_ak), ("DBSS_SK", self.dbss_sk)) if v is None]
-            if missing:
-                raise ValueError(f"AK/SK signing needs both DBSS_AK and DBSS_SK; missing {', '.join(missing)}")
-        if kinds["IAM password (DBSS_IAM_DOMAIN, DBSS_IAM_USER, DBSS_IAM_PASSWORD)"]:
-            missing = [
-                n
-                for n, v in (
-                    ("DBSS_IAM_DOMAIN", self.dbss_iam_domain),
-                    ("DBSS_IAM_USER", self.dbss_iam_user),
-                    ("DBSS_IAM_PASSWORD", self.dbss_iam_password),
-                )
-                if v is None
+    @model_validator(mode="wrap")
+    @classmethod
+    def _exactly_one_credential(cls, data: Any, handler: ModelWrapValidatorHandler[Settings]) -> Settings:
+        """Check the credentials even when other fields fail, so one message names every problem."""
+        problem = _credential_problem(data if isinstance(data, dict) else {})
+        try:
+            settings = handler(data)
+        except ValidationError as err:
+            if problem is None:
+                raise
+            details: list[InitErrorDetails] = [
+                {"type": e["type"], "loc": e["loc"], "input": e["input"], "ctx": e.get("ctx", {})} for e in err.errors()
             ]
-            if missing:
-                raise ValueError(f"IAM password login needs all three variables; missing {', '.join(missing)}")
-        return self
+            details.append({"type": PydanticCustomError("credentials", problem), "loc": (), "input": None})
+            raise ValidationError.from_exception_data(err.title, details, hide_input=True) from None
+        if problem is not None:
+            raise ValueError(problem)
+        return settings
 
     @property
     def credential_kind(self) -> Literal["token", "aksk", "iam"]:
@@ -116,6 +110,38 @@ class Settings(BaseSettings):
     @property
     def socket_mode(self) -> bool:
         return self.slack_app_token is not None
+
+
+def _credential_problem(raw: dict[str, Any]) -> str | None:
+    """What is wrong with the DBSS credentials among the raw settings, or None."""
+
+    def given(name: str) -> bool:
+        return raw.get(name) not in (None, "")
+
+    token = given("dbss_auth_token")
+    aksk = [n for n in ("dbss_ak", "dbss_sk") if given(n)]
+    iam = [n for n in ("dbss_iam_domain", "dbss_iam_user", "dbss_iam_password") if given(n)]
+    chosen = [
+        label
+        for label, present in (
+            ("token (DBSS_AUTH_TOKEN)", token),
+            ("AK/SK (DBSS_AK, DBSS_SK)", bool(aksk)),
+            ("IAM password (DBSS_IAM_DOMAIN, DBSS_IAM_USER, DBSS_IAM_PASSWORD)", bool(iam)),
+        )
+        if present
+    ]
+    if len(chosen) != 1:
+        return (
+            "configure exactly one kind of DBSS credential: DBSS_AUTH_TOKEN, or DBSS_AK with DBSS_SK, "
+            f"or DBSS_IAM_DOMAIN with DBSS_IAM_USER and DBSS_IAM_PASSWORD; found {' and '.join(chosen) or 'none'}"
+        )
+    if aksk and len(aksk) != 2:
+        missing = [n.upper() for n in ("dbss_ak", "dbss_sk") if n not in aksk]
+        return f"AK/SK signing needs both DBSS_AK and DBSS_SK; missing {', '.join(missing)}"
+    if iam and len(iam) != 3:
+        missing = [n.upper() for n in ("dbss_iam_domain", "dbss_iam_user", "dbss_iam_password") if n not in iam]
+        return f"IAM password login needs all three variables; missing {', '.join(missing)}"
+    return None
 
 
 _EXPECTED = {
@@ -140,13 +166,14 @@ def describe(error: ValidationError) -> str:
     lines = ["Invalid configuration:"]
     for item in error.errors():
         loc = tuple(item.get("loc", ()))
-        name = _env_name(loc)
-        problem = "is required" if item["type"] == "missing" else item["msg"].removeprefix("Value error, ")
         expected = _EXPECTED.get(str(loc[0]) if loc else "", "")
-        hint = f" (expected {expected})" if expected and item["type"] != "missing" else ""
-        if expected and item["type"] == "missing":
-            hint = f": {expected}"
-        lines.append(f"  - {name} {problem}{hint}" if loc else f"  - {problem}")
+        if not loc:
+            lines.append(f"  - {item['msg'].removeprefix('Value error, ')}")
+        elif item["type"] == "missing":
+            lines.append(f"  - {_env_name(loc)} is required" + (f": {expected}" if expected else ""))
+        else:
+            hint = f" (expected {expected})" if expected else ""
+            lines.append(f"  - {_env_name(loc)}: {item['msg'].removeprefix('Value error, ')}{hint}")
     return "\n".join(lines)
 
 

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+if TYPE_CHECKING:
+    from tests.harness import Harness
+
 from tests.fakes.dbss import FakeDbss
+from tests.fakes.slack import FakeSlack
 
 PROJECT_ID = "0123456789abcdef0123456789abcdef"
 INSTANCE_ID = "0f3b6a5c7d8e4f9a8b7c6d5e4f3a2b1c"
@@ -24,3 +30,18 @@ def fake_dbss() -> Iterator[FakeDbss]:
     fake.add_instance(OTHER_ID, "audit-prod-2")
     with fake:
         yield fake
+
+
+@pytest.fixture
+def fake_slack() -> Iterator[FakeSlack]:
+    with FakeSlack() as fake:
+        yield fake
+
+
+@pytest.fixture
+def harness(tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack) -> Iterator[Harness]:
+    from tests.harness import Harness
+
+    h = Harness(tmp_path, fake_dbss, fake_slack)
+    yield h
+    h.stop()

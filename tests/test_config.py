@@ -103,6 +103,6 @@ def test_every_invalid_value_is_listed_with_what_is_expected() -> None:
         )
     message = str(caught.value)
     for name in ["DBSS_PROJECT_ID", "DBSS_TIMEOUT_SECONDS", "PORT", "DBSS_ENDPOINT"]:
-        assert f"  - {name} " in message
+        assert f"  - {name}: " in message
     assert "expected a TCP port" in message
     assert "s3cret-token" not in message and "soon" not in message

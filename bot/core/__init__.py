@@ -1,0 +1,1 @@
+"""The Slack-free domain: command parsing, access policy, confirmations, state and the reboot flow."""

@@ -1,0 +1,79 @@
+"""Confirmation tokens: the signed value of the Confirm button, binding instance, requester, channel, expiry."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+
+MAX_TOKEN_LENGTH = 1000  # a button value may hold 2,000 characters; anything longer is not ours
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """One offer to reboot one instance, made to one person in one channel, valid until `expires_at`."""
+
+    instance_id: str
+    requester: str
+    channel: str
+    expires_at: int
+    nonce: str
+
+
+class InvalidToken(Exception):
+    """The token was not issued by this bot, or was altered."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class ConfirmationSigner:
+    """Issues and verifies tokens with an HMAC-SHA256 key kept in the state store."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 32:
+            raise ValueError("confirmation key must be at least 32 bytes")
+        self._key = key
+
+    def __repr__(self) -> str:
+        return "ConfirmationSigner(key=<hidden>)"
+
+    def issue(
+        self, *, instance_id: str, requester: str, channel: str, expires_at: int, nonce: str | None = None
+    ) -> tuple[Confirmation, str]:
+        """A new confirmation and its token; the nonce makes it single-use and doubles as correlation ID."""
+        confirmation = Confirmation(instance_id, requester, channel, expires_at, nonce or secrets.token_hex(6))
+        payload = json.dumps(
+            {"i": instance_id, "u": requester, "c": channel, "e": expires_at, "n": confirmation.nonce},
+            separators=(",", ":"),
+        ).encode()
+        return confirmation, f"{_b64(payload)}.{_b64(self._mac(payload))}"
+
+    def verify(self, token: str) -> Confirmation:
+        """The confirmation a token stands for; raises InvalidToken for anything forged, altered or malformed."""
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 1:
+            raise InvalidToken("malformed")
+        payload_text, mac_text = token.split(".")
+        try:
+            payload, mac = _unb64(payload_text), _unb64(mac_text)
+        except ValueError as err:
+            raise InvalidToken("malformed") from err
+        if not hmac.compare_digest(mac, self._mac(payload)):
+            raise InvalidToken("bad signature")
+        try:
+            data = json.loads(payload)
+            confirmation = Confirmation(str(data["i"]), str(data["u"]), str(data["c"]), int(data["e"]), str(data["n"]))
+        except (ValueError, KeyError, TypeError) as err:
+            raise InvalidToken("malformed") from err
+        return confirmation
+
+    def _mac(self, payload: bytes) -> bytes:
+        return hmac.new(self._key, b"dbss-reboot-confirm\n" + payload, hashlib.sha256).digest()

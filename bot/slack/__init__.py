@@ -1,0 +1,1 @@
+"""The Slack side: the Bolt app, its listeners and the Block Kit they send."""

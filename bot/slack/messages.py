@@ -1,0 +1,259 @@
+"""Block Kit and text for every answer of the bot: pure functions, tested without Slack."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from bot.core.commands import USAGE
+from bot.core.reboots import (
+    Accepted,
+    AlreadyUsed,
+    BusyOnConfirm,
+    Cancelled,
+    Confirmed,
+    Expired,
+    InFlight,
+    NotRebootable,
+    NotRequester,
+    NotSent,
+    Offer,
+    OfferResult,
+    Outcome,
+    OutcomeUnknown,
+    Refused,
+    Rejected,
+    UnknownInstance,
+)
+from bot.core.store import Lock
+from bot.dbss.models import Instance
+
+Blocks = list[dict[str, Any]]
+CONFIRM_ACTION = "dbss_reboot_confirm"
+CANCEL_ACTION = "dbss_reboot_cancel"
+CARD_ACTIONS_BLOCK = "dbss_reboot_actions"
+_USER_ID = re.compile(r"[UW][A-Z0-9]{2,30}")
+_MAX_API_TEXT = 500
+
+
+def escape(text: str) -> str:
+    """Text from an API or a person made inert for mrkdwn: no mentions, no links, no broadcasts."""
+    flat = " ".join(str(text).split())
+    if len(flat) > _MAX_API_TEXT:
+        flat = flat[: _MAX_API_TEXT - 1] + "…"
+    return flat.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def code(text: str) -> str:
+    """Inline code for IDs; backticks removed so the span cannot be closed early."""
+    return "`" + escape(text).replace("`", "'") + "`"
+
+
+def mention(user_id: str) -> str:
+    """A user mention, only for something that is really a Slack user ID."""
+    return f"<@{user_id}>" if _USER_ID.fullmatch(user_id) else code(user_id)
+
+
+def _plain(text: str, limit: int) -> dict[str, Any]:
+    flat = " ".join(text.split())
+    return {"type": "plain_text", "text": flat if len(flat) <= limit else flat[: limit - 1] + "…"}
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
+
+
+def help_text(*, may_reboot_here: str | None) -> str:
+    lines = [
+        "*DBSS reboot bot*",
+        f"• `{escape(USAGE)}`: shows the instance on a card with Confirm / Cancel; only you can confirm it.",
+        "• `/dbss-reboot help`: this message.",
+        "The instance ID is 32 to 64 letters, digits or '-', as shown in the DBSS console.",
+    ]
+    lines.append(
+        "You may request reboots in this channel."
+        if may_reboot_here is None
+        else f"You cannot request reboots here: {may_reboot_here}"
+    )
+    return "\n".join(lines)
+
+
+def _instance_fields(instance: Instance) -> list[dict[str, Any]]:
+    return [
+        {"type": "mrkdwn", "text": f"*Instance*\n{escape(instance.name) or '_(no name)_'}"},
+        {"type": "mrkdwn", "text": f"*ID*\n{code(instance.id)}"},
+        {"type": "mrkdwn", "text": f"*Status*\n{escape(instance.status)}"},
+        {"type": "mrkdwn", "text": f"*Task*\n{escape(instance.task)}"},
+    ]
+
+
+def card_text(offer: Offer) -> str:
+    """The notification fallback of the card."""
+    c = offer.confirmation
+    name = escape(offer.instance.name) if offer.instance else code(c.instance_id)
+    return f"{mention(c.requester)} asks to reboot DBSS instance {name}"
+
+
+def card(offer: Offer) -> Blocks:
+    """The confirmation card: who asks, what will be rebooted, and the Confirm / Cancel buttons."""
+    c = offer.confirmation
+    blocks: Blocks = [
+        _section(f":warning: {mention(c.requester)} asks to *reboot* a DBSS audit instance."),
+    ]
+    if offer.instance is not None:
+        blocks.append({"type": "section", "fields": _instance_fields(offer.instance)})
+    else:
+        blocks.append(
+            _section(
+                f"*ID* {code(c.instance_id)}\n:grey_question: *The instance's state could not be read* "
+                f"({escape(offer.state_unreadable or 'unknown reason')}). Check it in the DBSS console before "
+                "confirming."
+            )
+        )
+    blocks.append(
+        _context(
+            f"Only {mention(c.requester)} can confirm. This card expires "
+            f"<!date^{c.expires_at}^{{time}}|in a few minutes>. Ref `{c.nonce}`"
+        )
+    )
+    blocks.append(
+        {
+            "type": "actions",
+            "block_id": CARD_ACTIONS_BLOCK,
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": CONFIRM_ACTION,
+                    "style": "danger",
+                    "text": _plain("Reboot", 75),
+                    "value": offer.token,
+                    "confirm": {
+                        "title": _plain("Reboot this instance?", 100),
+                        "text": _plain(
+                            # Only the validated ID here: plain_text is no place for API-supplied names.
+                            f"Instance {c.instance_id} will restart now. Auditing stops while it reboots.",
+                            300,
+                        ),
+                        "confirm": _plain("Reboot", 30),
+                        "deny": _plain("Keep running", 30),
+                        "style": "danger",
+                    },
+                },
+                {"type": "button", "action_id": CANCEL_ACTION, "text": _plain("Cancel", 75), "value": offer.token},
+            ],
+        }
+    )
+    return blocks
+
+
+def resolved_card(original: Blocks, status_line: str) -> Blocks:
+    """The card as it was, without its buttons, with a line saying what became of it."""
+    kept = [b for b in original if b.get("type") != "actions" and b.get("block_id") != CARD_ACTIONS_BLOCK]
+    return [*kept, _section(status_line)]
+
+
+def decision_line(decision: Confirmed | Cancelled | Expired | AlreadyUsed | BusyOnConfirm) -> str:
+    """The line that replaces the buttons on the card."""
+    match decision:
+        case Confirmed(by=by):
+            return f":white_check_mark: Confirmed by {mention(by)}. Rebooting; the outcome follows in the thread."
+        case Cancelled(by=by):
+            return f":no_entry_sign: Cancelled by {mention(by)}. Nothing was rebooted."
+        case Expired():
+            return ":hourglass: Expired. Nothing was rebooted; run `/dbss-reboot &lt;instance_id&gt;` again."
+        case BusyOnConfirm(lock=lock):
+            return f":no_entry: Not rebooted: {_in_flight(lock)}"
+        case AlreadyUsed():
+            return ":information_source: This confirmation was already used."
+
+
+def not_requester(decision: NotRequester) -> str:
+    return (
+        f":no_entry: Only the person who asked ({mention(decision.confirmation.requester)}) can confirm this "
+        "reboot. Nothing was done."
+    )
+
+
+def _in_flight(lock: Lock) -> str:
+    return (
+        f"a reboot of this instance is already in flight, started by {mention(lock.owner)} "
+        f"(ref `{lock.correlation_id}`)."
+    )
+
+
+def offer_refusal(result: OfferResult) -> str:
+    """The private answer to a command that gets no card."""
+    match result:
+        case Refused(reason=reason):
+            return f":no_entry: {escape(reason)}"
+        case InFlight(lock=lock):
+            return f":no_entry: Not offered: {_in_flight(lock)} Wait for it to finish."
+        case UnknownInstance(instance_id=iid, project_id=pid):
+            return (
+                f":mag: No DBSS audit instance {code(iid)} in project {code(pid)}. Check the ID in the DBSS "
+                "console (it is the instance's ID, not its name)."
+            )
+        case NotRebootable(instance=instance):
+            return (
+                f":no_entry: {escape(instance.name) or code(instance.id)} ({code(instance.id)}) is "
+                f"*{escape(instance.status)}* with task *{escape(instance.task)}*. It is offered for reboot only when "
+                "ACTIVE with task NO_TASK. Wait for the current task to finish, or check it in the DBSS console."
+            )
+        case Offer():
+            raise ValueError("an Offer is not a refusal")
+
+
+def cannot_post_here(error: str) -> str:
+    return (
+        f":electric_plug: I cannot post the confirmation card in this channel (`{escape(error)}`). "
+        "Invite me with `/invite @dbss-reboot` (or add the app in the channel's settings) and run the command again."
+    )
+
+
+_HINTS = {
+    403: "Check the IAM policy of the bot's credentials: it needs DBSS reboot permission in this project.",
+    429: "DBSS throttled the call. Wait a minute before trying again.",
+    401: "The bot's credentials were refused. The platform team should check DBSS_* credentials.",
+}
+
+
+def _hint(outcome: Rejected) -> str:
+    err = outcome.error
+    if err.error_code == "DBSS.10020132" or (err.status_code == 200 and err.error_code is None):
+        return "DBSS could not reboot the instance. Check its state in the DBSS console before trying again."
+    if err.status_code >= 500:
+        return "DBSS had an internal error. Nothing was rebooted; try again later or open a ticket with the request ID."
+    return _HINTS.get(err.status_code, "Nothing was rebooted.")
+
+
+def outcome_text(outcome: Outcome) -> str:
+    """The thread reply that says what DBSS did."""
+    instance_label = code(outcome.instance_id)
+    match outcome:
+        case Accepted(request_id=rid):
+            return (
+                f":arrows_counterclockwise: DBSS accepted the reboot of {instance_label}. "
+                f"DBSS request ID {code(rid or 'none')}."
+            )
+        case Rejected(error=err):
+            return (
+                f":x: DBSS refused the reboot of {instance_label}: {code(err.error_code or 'no code')} "
+                f"{escape(err.error_msg)} (HTTP {err.status_code}, request ID {code(err.request_id or 'none')}).\n"
+                f"{_hint(outcome)}"
+            )
+        case NotSent(detail=detail):
+            return (
+                f":x: The reboot of {instance_label} was not sent: {escape(detail)}. Nothing was rebooted; you can "
+                "request it again."
+            )
+        case OutcomeUnknown(detail=detail):
+            return (
+                f":warning: *Outcome unknown* for {instance_label}: {escape(detail)}. DBSS may or may not have "
+                "started the reboot, and the bot will not retry it. Check the instance's status and task in the "
+                "DBSS console (Instances list): task `rebooting` means it started. Request a new reboot only once "
+                "the instance shows ACTIVE with task NO_TASK and you are sure it is needed."
+            )

@@ -1,0 +1,64 @@
+"""Wiring: every object of a running bot, built in one place from Settings."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from slack_bolt import App
+from slack_sdk import WebClient
+
+from bot.config import ConfigError, Settings
+from bot.core.confirmation import ConfirmationSigner
+from bot.core.policy import AccessPolicy
+from bot.core.reboots import Dbss, RebootService
+from bot.core.store import StateStore
+from bot.dbss import build_client
+from bot.slack.app import build_app
+
+WORK_THREADS = 16
+
+
+@dataclass
+class Bot:
+    app: App
+    service: RebootService
+    work: ThreadPoolExecutor
+    store: StateStore
+
+    def close(self, *, wait: bool = True) -> None:
+        self.work.shutdown(wait=wait)
+        close_dbss = getattr(self.service.dbss, "close", None)
+        if callable(close_dbss):
+            close_dbss()
+        self.store.close()
+
+
+def require_slack(settings: Settings, *, http: bool) -> None:
+    """Slack settings the chosen mode needs, named in one message if missing."""
+    missing = [] if settings.slack_bot_token else ["SLACK_BOT_TOKEN (the bot token, xoxb-...)"]
+    if http and not settings.slack_signing_secret:
+        missing.append("SLACK_SIGNING_SECRET (required in HTTP mode; or set SLACK_APP_TOKEN for Socket Mode)")
+    if not http and not settings.slack_app_token:
+        missing.append("SLACK_APP_TOKEN (the app-level token, xapp-..., required in Socket Mode)")
+    if missing:
+        raise ConfigError("Invalid configuration:\n" + "\n".join(f"  - {m} is required" for m in missing))
+
+
+def build(settings: Settings, *, dbss: Dbss | None = None, slack_client: WebClient | None = None) -> Bot:
+    """The whole bot. Tests pass fakes through the same door (`dbss`, `slack_client`)."""
+    store = StateStore(settings.bot_state_path)
+    service = RebootService(
+        dbss=dbss or build_client(settings),
+        project_id=settings.dbss_project_id,
+        store=store,
+        policy=AccessPolicy(frozenset(settings.bot_allowed_users), frozenset(settings.bot_allowed_channels)),
+        signer=ConfirmationSigner(store.confirmation_key()),
+        confirm_ttl_seconds=settings.bot_confirm_ttl_seconds,
+    )
+    work = ThreadPoolExecutor(max_workers=WORK_THREADS, thread_name_prefix="dbss-work")
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    client = slack_client or WebClient(token=token, base_url=settings.slack_api_url, timeout=10)
+    secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
+    app = build_app(client=client, signing_secret=secret, service=service, work=work)
+    return Bot(app=app, service=service, work=work, store=store)

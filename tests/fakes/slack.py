@@ -1,0 +1,140 @@
+"""A fake Slack Web API (under /api/) that also serves response_url hooks (under /hooks/).
+
+It answers as Slack does: HTTP 200 with {"ok": false, "error": ...} for API errors, `invalid_auth` for a
+wrong bot token, and it keeps the messages it was asked to post and update so tests can read the channel.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+from tests.fakes.http import Answer, FakeHttpServer, Received
+
+BOT_TOKEN = "xoxb-test-token"
+
+
+@dataclass
+class Message:
+    channel: str
+    ts: str
+    text: str
+    blocks: list[dict[str, Any]]
+    thread_ts: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class FakeSlack(FakeHttpServer):
+    def __init__(self, *, bot_token: str = BOT_TOKEN) -> None:
+        super().__init__()
+        self.bot_token = bot_token
+        self.not_in_channel: set[str] = set()
+        self.messages: dict[tuple[str, str], Message] = {}
+        self.scripted: dict[str, deque[Answer]] = defaultdict(deque)
+        self.usergroups: dict[str, list[str]] = {}
+        self._ts = itertools.count(1)
+
+    # --- what tests read ------------------------------------------------------------------------------
+
+    def calls(self, method: str) -> list[dict[str, Any]]:
+        """The arguments of every call to a Web API method, in order."""
+        return [self.arguments(r) for r in self.requests_to(f"/api/{method}")]
+
+    def hooks(self) -> list[Received]:
+        with self.lock:
+            return [r for r in self.received if r.path.startswith("/hooks/")]
+
+    def hook_texts(self) -> list[str]:
+        return [str(r.json.get("text", "")) for r in self.hooks()]
+
+    def thread(self, channel: str, thread_ts: str) -> list[Message]:
+        with self.lock:
+            return [m for m in self.messages.values() if m.channel == channel and m.thread_ts == thread_ts]
+
+    def fail_next(self, method: str, error: str, *, status: int = 200, headers: dict[str, str] | None = None) -> None:
+        with self.lock:
+            self.scripted[method].append(Answer(status, {"ok": False, "error": error}, headers or {}))
+
+    @staticmethod
+    def arguments(request: Received) -> dict[str, Any]:
+        if request.headers.get("content-type", "").startswith("application/json"):
+            return dict(request.json or {})
+        return {k: v[-1] for k, v in parse_qs(request.body.decode(), keep_blank_values=True).items()}
+
+    # --- the server -----------------------------------------------------------------------------------
+
+    def handle(self, request: Received) -> Answer | None:
+        if request.path.startswith("/hooks/"):
+            if request.method != "POST":
+                return Answer(405, raw=b"method_not_allowed")
+            return Answer(200, raw=b"ok", headers={"Content-Type": "text/html"})
+        if not request.path.startswith("/api/"):
+            return Answer(404, raw=b"not found")
+        method = request.path.removeprefix("/api/")
+        if request.headers.get("authorization") != f"Bearer {self.bot_token}":
+            return Answer(
+                200, {"ok": False, "error": "invalid_auth" if request.headers.get("authorization") else "not_authed"}
+            )
+        with self.lock:
+            if self.scripted[method]:
+                return self.scripted[method].popleft()
+        args = self.arguments(request)
+        handler = getattr(self, "_" + method.replace(".", "_"), None)
+        if handler is None:
+            return Answer(200, {"ok": False, "error": "unknown_method"})
+        return Answer(200, handler(args))
+
+    def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "url": "https://acme.slack.com/",
+            "team": "Acme",
+            "user": "dbss-reboot",
+            "team_id": "T1",
+            "user_id": "UBOT",
+            "bot_id": "B1",
+        }
+
+    def _chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = str(args.get("channel", ""))
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        if channel in self.not_in_channel:
+            return {"ok": False, "error": "not_in_channel"}
+        if not args.get("text") and not args.get("blocks"):
+            return {"ok": False, "error": "no_text"}
+        blocks = args.get("blocks") or []
+        if isinstance(blocks, str):
+            blocks = json.loads(blocks)
+        ts = f"1700000000.{next(self._ts):06d}"
+        message = Message(channel, ts, str(args.get("text", "")), blocks, args.get("thread_ts"))
+        with self.lock:
+            self.messages[(channel, ts)] = message
+        return {"ok": True, "channel": channel, "ts": ts, "message": {"text": message.text, "blocks": blocks, "ts": ts}}
+
+    def _chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        key = (str(args.get("channel", "")), str(args.get("ts", "")))
+        with self.lock:
+            message = self.messages.get(key)
+            if message is None:
+                return {"ok": False, "error": "message_not_found"}
+            message.history.append({"text": message.text, "blocks": message.blocks})
+            message.text = str(args.get("text", ""))
+            blocks = args.get("blocks") or []
+            message.blocks = json.loads(blocks) if isinstance(blocks, str) else blocks
+        return {"ok": True, "channel": key[0], "ts": key[1], "text": message.text}
+
+    def _chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        if str(args.get("channel", "")) in self.not_in_channel:
+            return {"ok": False, "error": "not_in_channel"}
+        return {"ok": True, "message_ts": f"1700000000.{next(self._ts):06d}"}
+
+    def _usergroups_users_list(self, args: dict[str, Any]) -> dict[str, Any]:
+        group = str(args.get("usergroup", ""))
+        if group not in self.usergroups:
+            return {"ok": False, "error": "no_such_subteam"}
+        return {"ok": True, "users": list(self.usergroups[group])}
