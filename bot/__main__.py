@@ -4,20 +4,34 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from typing import Any
 
+from bot import logs
 from bot.config import ConfigError, Settings, load_settings
-from bot.wiring import build, require_slack
+from bot.wiring import Bot, build, require_slack
 
 log = logging.getLogger("bot")
 
 
 def serve_http(settings: Settings) -> None:
-    """HTTP mode under gunicorn: one worker process (state and follow-ups live in it), many threads."""
+    """HTTP mode under gunicorn: one worker process (state and follow-ups live in it), many threads.
+
+    On SIGTERM gunicorn stops accepting connections and lets requests in hand finish; then `worker_exit`
+    closes the bot, which waits for in-flight DBSS calls (bounded by DBSS_TIMEOUT_SECONDS) and leaves
+    unfinished follow-ups in the state store for the next start.
+    """
     from gunicorn.app.base import BaseApplication
 
     from bot.slack.app import wsgi_app
+
+    running: list[Bot] = []
+
+    def worker_exit(server: Any, worker: Any) -> None:
+        for bot in running:
+            bot.close(wait=True)
 
     class Server(BaseApplication):  # type: ignore[misc]  # gunicorn's base class is untyped
         def load_config(self) -> None:
@@ -28,26 +42,39 @@ def serve_http(settings: Settings) -> None:
                 "threads": 32,
                 "backlog": 2048,
                 "timeout": 30,
-                "graceful_timeout": 25,
+                "graceful_timeout": int(settings.dbss_timeout_seconds) + 15,
                 "accesslog": None,
+                "worker_exit": worker_exit,
             }
             for key, value in options.items():
                 self.cfg.set(key, value)
 
         def load(self) -> Any:
             # Built in the worker, after the fork: threads, sockets and SQLite belong to the serving process.
-            return wsgi_app(build(settings).app)
+            bot = build(settings)
+            running.append(bot)
+            return wsgi_app(bot.app)
 
     Server().run()
 
 
 def serve_socket_mode(settings: Settings) -> None:
+    """Socket Mode until SIGTERM or SIGINT; then stop taking commands and finish the work in hand."""
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     assert settings.slack_app_token is not None
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
     bot = build(settings)
     handler = SocketModeHandler(bot.app, app_token=settings.slack_app_token.get_secret_value())
-    handler.start()  # type: ignore[no-untyped-call]  # blocks until the process is stopped
+    handler.connect()  # type: ignore[no-untyped-call]
+    log.info("connected in Socket Mode")
+    stop.wait()
+    log.info("stopping: no new commands; finishing the work in hand")
+    handler.close()  # type: ignore[no-untyped-call]
+    bot.close(wait=True)
+    log.info("stopped")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,9 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         help="default: Socket Mode when SLACK_APP_TOKEN is set, HTTP mode otherwise",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         settings = load_settings()
+        logs.configure(settings.log_format)
         http = args.mode == "http" or (args.mode is None and not settings.socket_mode)
         require_slack(settings, http=http)
     except ConfigError as err:

@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     bot_allowed_channels: CommaList = ()
     bot_confirm_ttl_seconds: int = Field(default=300, ge=10, le=3600)
     bot_state_path: str = "dbss-reboot-bot.sqlite3"
+    bot_poll_interval_seconds: float = Field(default=10.0, gt=0, le=300)
+    bot_poll_timeout_seconds: float = Field(default=600.0, gt=0, le=7200)
+    bot_require_second_approver: bool = False
+    bot_cooldown_seconds: float = Field(default=300.0, ge=0, le=86400)
+    log_format: Literal["json", "text"] = "json"
 
     @field_validator("bot_allowed_users", "bot_allowed_channels", mode="before")
     @classmethod
@@ -151,6 +156,11 @@ _EXPECTED = {
     "dbss_timeout_seconds": "seconds, a number above 0 and at most 120",
     "port": "a TCP port, 1 to 65535",
     "bot_confirm_ttl_seconds": "seconds, 10 to 3600",
+    "bot_poll_interval_seconds": "seconds, above 0 and at most 300",
+    "bot_poll_timeout_seconds": "seconds, above 0 and at most 7200",
+    "bot_require_second_approver": "true or false",
+    "bot_cooldown_seconds": "seconds, 0 to 86400",
+    "log_format": "'json' or 'text'",
 }
 
 

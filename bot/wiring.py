@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from slack_bolt import App
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bot.config import ConfigError, Settings
 from bot.core.confirmation import ConfirmationSigner
+from bot.core.follow import Follower
 from bot.core.policy import AccessPolicy
 from bot.core.reboots import Dbss, RebootService
 from bot.core.store import StateStore
 from bot.dbss import build_client
 from bot.slack.app import build_app
+from bot.slack.followups import SlackFollowUpNotifier
+from bot.slack.groups import GroupDirectory
+from bot.slack.messages import Links
+
+log = logging.getLogger(__name__)
 
 WORK_THREADS = 16
 
@@ -25,8 +33,11 @@ class Bot:
     service: RebootService
     work: ThreadPoolExecutor
     store: StateStore
+    follower: Follower
 
     def close(self, *, wait: bool = True) -> None:
+        """Stop: finish the work in hand (in-flight DBSS calls), leave follow-ups in the store for next time."""
+        self.follower.stop()
         self.work.shutdown(wait=wait)
         close_dbss = getattr(self.service.dbss, "close", None)
         if callable(close_dbss):
@@ -45,20 +56,48 @@ def require_slack(settings: Settings, *, http: bool) -> None:
         raise ConfigError("Invalid configuration:\n" + "\n".join(f"  - {m} is required" for m in missing))
 
 
-def build(settings: Settings, *, dbss: Dbss | None = None, slack_client: WebClient | None = None) -> Bot:
+def build(
+    settings: Settings, *, dbss: Dbss | None = None, slack_client: WebClient | None = None, follow: bool = True
+) -> Bot:
     """The whole bot. Tests pass fakes through the same door (`dbss`, `slack_client`)."""
     store = StateStore(settings.bot_state_path)
-    service = RebootService(
-        dbss=dbss or build_client(settings),
-        project_id=settings.dbss_project_id,
-        store=store,
-        policy=AccessPolicy(frozenset(settings.bot_allowed_users), frozenset(settings.bot_allowed_channels)),
-        signer=ConfirmationSigner(store.confirmation_key()),
-        confirm_ttl_seconds=settings.bot_confirm_ttl_seconds,
-    )
-    work = ThreadPoolExecutor(max_workers=WORK_THREADS, thread_name_prefix="dbss-work")
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     client = slack_client or WebClient(token=token, base_url=settings.slack_api_url, timeout=10)
+    groups = GroupDirectory(client, (u for u in settings.bot_allowed_users if u.startswith("S")))
+    policy = AccessPolicy(
+        frozenset(settings.bot_allowed_users), frozenset(settings.bot_allowed_channels), groups.members
+    )
+    if policy.groups:
+        groups.refresh()  # once at start-up, so the first command already knows the groups
+    dbss_client = dbss or build_client(settings)
+    service = RebootService(
+        dbss=dbss_client,
+        project_id=settings.dbss_project_id,
+        store=store,
+        policy=policy,
+        signer=ConfirmationSigner(store.confirmation_key()),
+        confirm_ttl_seconds=settings.bot_confirm_ttl_seconds,
+        followup_timeout_seconds=settings.bot_poll_timeout_seconds,
+        cooldown_seconds=settings.bot_cooldown_seconds,
+        require_second_approver=settings.bot_require_second_approver,
+    )
+    work = ThreadPoolExecutor(max_workers=WORK_THREADS, thread_name_prefix="dbss-work")
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
-    app = build_app(client=client, signing_secret=secret, service=service, work=work)
-    return Bot(app=app, service=service, work=work, store=store)
+    app = build_app(client=client, signing_secret=secret, service=service, work=work, links=Links(_team_url(client)))
+    follower = Follower(
+        dbss=dbss_client,
+        store=store,
+        notifier=SlackFollowUpNotifier(client),
+        interval_seconds=settings.bot_poll_interval_seconds,
+    )
+    if follow:
+        follower.start()
+    return Bot(app=app, service=service, work=work, store=store, follower=follower)
+
+
+def _team_url(client: WebClient) -> str | None:
+    try:
+        return str(client.auth_test().get("url") or "") or None
+    except SlackApiError as err:
+        log.warning("auth.test failed; thread links are off", extra={"slack_error": err.response.get("error")})
+        return None

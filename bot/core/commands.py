@@ -1,4 +1,7 @@
-"""What the person typed after /dbss-reboot, parsed into one request (or a reason it is not one)."""
+"""What the person typed after /dbss-reboot, parsed into one request (or a reason it is not one).
+
+Subcommand words are short; instance IDs are 32 or more characters, so the two can never collide.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +15,32 @@ MAX_ECHO = 80
 
 @dataclass(frozen=True, slots=True)
 class ShowHelp:
-    """`help`, or nothing at all."""
+    """`help`."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShowPicker:
+    """No argument: choose from a menu."""
 
 
 @dataclass(frozen=True, slots=True)
 class RebootCommand:
     instance_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatusCommand:
+    instance_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListCommand:
+    page: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryCommand:
+    instance_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +50,7 @@ class Unparseable:
     reason: str
 
 
-Command = ShowHelp | RebootCommand | Unparseable
+Command = ShowHelp | ShowPicker | RebootCommand | StatusCommand | ListCommand | HistoryCommand | Unparseable
 
 
 def echo(text: str) -> str:
@@ -36,17 +59,40 @@ def echo(text: str) -> str:
     return flat if len(flat) <= MAX_ECHO else flat[: MAX_ECHO - 1] + "…"
 
 
+def _not_an_id(word: str) -> Unparseable:
+    return Unparseable(
+        f"“{echo(word)}” is not a DBSS instance ID: an ID is 32 to 64 letters, digits or '-', "
+        f"as shown in the DBSS console or `/dbss-reboot list`. Usage: `{USAGE}`."
+    )
+
+
 def parse(text: str) -> Command:
     words = text.split()
-    if not words or (len(words) == 1 and words[0].lower() == "help"):
+    if not words:
+        return ShowPicker()
+    head, rest = words[0].lower(), words[1:]
+    if head == "help" and not rest:
         return ShowHelp()
+    if head == "status":
+        if len(rest) != 1:
+            return Unparseable("Usage: `/dbss-reboot status <instance_id>`.")
+        return StatusCommand(rest[0]) if is_instance_id(rest[0]) else _not_an_id(rest[0])
+    if head == "list":
+        if not rest:
+            return ListCommand()
+        if len(rest) == 1 and rest[0].isdigit() and 0 < int(rest[0]) < 10_000:
+            return ListCommand(int(rest[0]))
+        return Unparseable("Usage: `/dbss-reboot list [page]`.")
+    if head == "history":
+        if not rest:
+            return HistoryCommand()
+        if len(rest) == 1:
+            return HistoryCommand(rest[0]) if is_instance_id(rest[0]) else _not_an_id(rest[0])
+        return Unparseable("Usage: `/dbss-reboot history [instance_id]`.")
     if len(words) > 1:
         return Unparseable(
             f"`/dbss-reboot` takes exactly one instance ID, but got {len(words)} words. Usage: `{USAGE}`."
         )
     if not is_instance_id(words[0]):
-        return Unparseable(
-            f"“{echo(words[0])}” is not a DBSS instance ID: an ID is 32 to 64 letters, digits or '-', "
-            "as shown in the DBSS console or the instance list. Usage: `" + USAGE + "`."
-        )
+        return _not_an_id(words[0])
     return RebootCommand(words[0])

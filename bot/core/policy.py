@@ -2,23 +2,49 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+def _nobody() -> frozenset[str]:
+    return frozenset()
 
 
 @dataclass(frozen=True, slots=True)
 class AccessPolicy:
-    """An allow-list of Slack user IDs (empty: nobody) and of channel IDs (empty: any channel)."""
+    """An allow-list of Slack user IDs and user-group IDs (empty: nobody), and of channels (empty: any).
+
+    `group_members` answers from a cache and never blocks: it is called on the acknowledging path.
+    """
 
     allowed_users: frozenset[str]
     allowed_channels: frozenset[str]
+    group_members: Callable[[], frozenset[str]] = field(default=_nobody)
+
+    @property
+    def groups(self) -> frozenset[str]:
+        return frozenset(entry for entry in self.allowed_users if entry.startswith("S"))
+
+    def is_allowed_user(self, user_id: str) -> bool:
+        if not user_id:
+            return False
+        if user_id in self.allowed_users and not user_id.startswith("S"):
+            return True
+        return bool(self.groups) and user_id in self.group_members()
+
+    def user_refusal(self, user_id: str) -> str | None:
+        if self.is_allowed_user(user_id):
+            return None
+        return (
+            "You are not on this bot's reboot allow-list. Ask the platform team to add your Slack user ID "
+            f"({user_id or 'unknown'}) or one of your user groups to BOT_ALLOWED_USERS, or ask someone who is on it."
+        )
 
     def refusal(self, user_id: str, channel_id: str) -> str | None:
         """Why this user may not reboot in this channel, or None when they may."""
-        if user_id not in self.allowed_users:
-            return (
-                "You are not on this bot's reboot allow-list. Ask the platform team to add your Slack user ID "
-                f"(`{user_id}`) to BOT_ALLOWED_USERS, or ask someone who is on it."
-            )
+        refusal = self.user_refusal(user_id)
+        if refusal is not None:
+            return refusal
         if self.allowed_channels and channel_id not in self.allowed_channels:
             return (
                 "Reboots are not enabled in this channel. Use one of the incident channels listed in "

@@ -11,7 +11,7 @@ from typing import Literal, Protocol
 
 from bot.core.confirmation import Confirmation, ConfirmationSigner, InvalidToken
 from bot.core.policy import AccessPolicy
-from bot.core.store import Lock, StateStore
+from bot.core.store import AuditEntry, FollowUp, Lock, StateStore
 from bot.dbss.client import RebootAccepted
 from bot.dbss.errors import DbssApiError, DbssError, DbssNotSent
 from bot.dbss.models import Instance
@@ -23,6 +23,8 @@ class Dbss(Protocol):
     """What the flow needs from DBSS (the real client, or a simulator)."""
 
     def find_instance(self, instance_id: str) -> Instance | None: ...
+
+    def list_instances(self) -> list[Instance]: ...
 
     def reboot(self, instance_id: str) -> RebootAccepted: ...
 
@@ -64,6 +66,14 @@ class InFlight:
 
 
 @dataclass(frozen=True, slots=True)
+class CoolingDown:
+    """The instance was rebooted less than BOT_COOLDOWN_SECONDS ago."""
+
+    last: AuditEntry
+    cooldown_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class UnknownInstance:
     instance_id: str
     project_id: str
@@ -81,6 +91,10 @@ class NotRebootable:
 class Confirmed:
     confirmation: Confirmation
     by: str
+
+    @property
+    def second_approver(self) -> bool:
+        return self.by != self.confirmation.requester
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +122,13 @@ class NotRequester:
 
 
 @dataclass(frozen=True, slots=True)
+class NeedsSecondApprover:
+    """The requester clicked Confirm on their own card while a second approver is required."""
+
+    confirmation: Confirmation
+
+
+@dataclass(frozen=True, slots=True)
 class BusyOnConfirm:
     """Confirmed, but another reboot of the instance took the lock in between."""
 
@@ -122,6 +143,7 @@ class BusyOnConfirm:
 class Accepted:
     instance_id: str
     request_id: str | None
+    followup: FollowUp | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,8 +170,18 @@ class OutcomeUnknown:
     detail: str
 
 
-OfferResult = Offer | Refused | InFlight | UnknownInstance | NotRebootable
-Decision = Confirmed | Cancelled | Expired | AlreadyUsed | BusyOnConfirm | NotRequester | Refused
+OfferResult = Offer | Refused | InFlight | CoolingDown | UnknownInstance | NotRebootable
+Decision = (
+    Confirmed
+    | Cancelled
+    | Expired
+    | AlreadyUsed
+    | BusyOnConfirm
+    | CoolingDown
+    | NotRequester
+    | NeedsSecondApprover
+    | Refused
+)
 Outcome = Accepted | Rejected | NotSent | OutcomeUnknown
 
 
@@ -165,7 +197,9 @@ class RebootService:
         policy: AccessPolicy,
         signer: ConfirmationSigner,
         confirm_ttl_seconds: int,
-        lock_ttl_seconds: float = 900.0,
+        followup_timeout_seconds: float = 600.0,
+        cooldown_seconds: float = 0.0,
+        require_second_approver: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.dbss = dbss
@@ -174,12 +208,29 @@ class RebootService:
         self.policy = policy
         self._signer = signer
         self._confirm_ttl = confirm_ttl_seconds
-        self._lock_ttl = lock_ttl_seconds
+        self._followup_timeout = followup_timeout_seconds
+        # The lock covers the DBSS call and the whole follow-up; it expires on its own after a crash.
+        self._lock_ttl = followup_timeout_seconds + 300.0
+        self.cooldown_seconds = cooldown_seconds
+        self.require_second_approver = require_second_approver
         self._clock = clock
+
+    def _record(self, event: str, **fields: object) -> None:
+        """Append to the audit trail and log the same event as one structured line."""
+        self.store.record(event, **fields)
+        log.info(event, extra={"audit": {k: v for k, v in fields.items() if v is not None}})
+
+    def _cooling_down(self, instance_id: str) -> CoolingDown | None:
+        if self.cooldown_seconds <= 0:
+            return None
+        last = self.store.last_reboot(instance_id)
+        if last is not None and self._clock() - last.at < self.cooldown_seconds:
+            return CoolingDown(last, self.cooldown_seconds)
+        return None
 
     def refuse_request(self, *, user: str, channel: str, reason: str, text: str, correlation_id: str) -> None:
         """Record a refused command in the audit trail."""
-        self.store.record(
+        self._record(
             "refused",
             correlation_id=correlation_id,
             user_id=user,
@@ -196,6 +247,9 @@ class RebootService:
         lock = self.store.current_lock(instance_id)
         if lock is not None:
             return self._refused(InFlight(lock), user, channel, instance_id, correlation_id)
+        cooling = self._cooling_down(instance_id)
+        if cooling is not None:
+            return self._refused(cooling, user, channel, instance_id, correlation_id)
         instance: Instance | None = None
         unreadable: str | None = None
         try:
@@ -214,7 +268,7 @@ class RebootService:
         confirmation, token = self._signer.issue(
             instance_id=instance_id, requester=user, channel=channel, expires_at=expires_at, nonce=correlation_id
         )
-        self.store.record(
+        self._record(
             "requested",
             correlation_id=correlation_id,
             user_id=user,
@@ -228,7 +282,7 @@ class RebootService:
     def _refused(
         self, result: OfferResult, user: str, channel: str, instance_id: str, correlation_id: str
     ) -> OfferResult:
-        self.store.record(
+        self._record(
             "refused",
             correlation_id=correlation_id,
             user_id=user,
@@ -241,7 +295,7 @@ class RebootService:
 
     def card_posted(self, offer: Offer, *, thread_ts: str) -> None:
         c = offer.confirmation
-        self.store.record(
+        self._record(
             "card_posted",
             correlation_id=c.nonce,
             user_id=c.requester,
@@ -257,31 +311,40 @@ class RebootService:
         try:
             c = self._signer.verify(token)
         except InvalidToken:
-            self.store.record("refused", user_id=clicker, channel=channel, outcome="refused", detail="invalid token")
+            self._record("refused", user_id=clicker, channel=channel, outcome="refused", detail="invalid token")
             return Refused("This button was not issued by this bot, or was altered. Nothing was done.")
         audit = {"correlation_id": c.nonce, "user_id": clicker, "instance_id": c.instance_id, "channel": channel}
         if channel != c.channel:
-            self.store.record("refused", outcome="refused", detail="token for another channel", **audit)
+            self._record("refused", outcome="refused", detail="token for another channel", **audit)
             return Refused("This confirmation belongs to another channel. Nothing was done.")
         refusal = self.policy.refusal(clicker, channel)
         if refusal is not None:
-            self.store.record("refused", outcome="refused", detail=f"{action} by user not allowed", **audit)
+            self._record("refused", outcome="refused", detail=f"{action} by user not allowed", **audit)
             return Refused(refusal)
-        if action == "confirm" and clicker != c.requester:
-            self.store.record(
-                "refused", outcome="refused", detail="confirm by someone other than the requester", **audit
-            )
+        if action == "confirm" and self.require_second_approver and clicker == c.requester:
+            self._record("refused", outcome="refused", detail="requester cannot approve their own reboot", **audit)
+            return NeedsSecondApprover(c)
+        if action == "confirm" and not self.require_second_approver and clicker != c.requester:
+            self._record("refused", outcome="refused", detail="confirm by someone other than the requester", **audit)
             return NotRequester(c, clicker)
         if action == "confirm" and self._clock() > c.expires_at:
             self.store.claim_confirmation(c.nonce, instance_id=c.instance_id, user_id=clicker, decision="expired")
-            self.store.record("expired", outcome="expired", thread_ts=thread_ts, **audit)
+            self._record("expired", outcome="expired", thread_ts=thread_ts, **audit)
             return Expired(c)
         if not self.store.claim_confirmation(c.nonce, instance_id=c.instance_id, user_id=clicker, decision=action):
-            self.store.record("refused", outcome="refused", detail="confirmation already used", **audit)
+            self._record("refused", outcome="refused", detail="confirmation already used", **audit)
             return AlreadyUsed(c)
         if action == "cancel":
-            self.store.record("cancelled", outcome="cancelled", thread_ts=thread_ts, **audit)
+            self._record("cancelled", outcome="cancelled", thread_ts=thread_ts, **audit)
             return Cancelled(c, clicker)
+        held = self.store.current_lock(c.instance_id)
+        if held is not None:
+            self._record("refused", outcome="refused", detail=f"in flight ({held.correlation_id})", **audit)
+            return BusyOnConfirm(c, held)
+        cooling = self._cooling_down(c.instance_id)
+        if cooling is not None:
+            self._record("refused", outcome="refused", detail="cooldown", thread_ts=thread_ts, **audit)
+            return cooling
         taken, lock = self.store.acquire_lock(
             c.instance_id,
             owner=clicker,
@@ -291,9 +354,10 @@ class RebootService:
             ttl_seconds=self._lock_ttl,
         )
         if not taken:
-            self.store.record("refused", outcome="refused", detail=f"in flight ({lock.correlation_id})", **audit)
+            self._record("refused", outcome="refused", detail=f"in flight ({lock.correlation_id})", **audit)
             return BusyOnConfirm(c, lock)
-        self.store.record("confirmed", outcome="confirmed", thread_ts=thread_ts, **audit)
+        detail = f"requested by {c.requester}, approved by {clicker}" if clicker != c.requester else None
+        self._record("confirmed", outcome="confirmed", thread_ts=thread_ts, detail=detail, **audit)
         return Confirmed(c, clicker)
 
     def execute(self, confirmed: Confirmed, *, thread_ts: str) -> Outcome:
@@ -306,21 +370,34 @@ class RebootService:
             "channel": c.channel,
             "thread_ts": thread_ts,
         }
-        self.store.record("reboot_intent", **audit)
+        self._record("reboot_intent", **audit)
         try:
             accepted = self.dbss.reboot(c.instance_id)
         except DbssApiError as err:
             self.store.release_lock(c.instance_id, c.nonce)
-            self.store.record(
+            self._record(
                 "reboot_result", outcome="rejected", dbss_request_id=err.request_id, detail=str(err)[:500], **audit
             )
             return Rejected(c.instance_id, err)
         except DbssNotSent as err:
             self.store.release_lock(c.instance_id, c.nonce)
-            self.store.record("reboot_result", outcome="not_sent", detail=str(err), **audit)
+            self._record("reboot_result", outcome="not_sent", detail=str(err), **audit)
             return NotSent(c.instance_id, str(err))
         except DbssError as err:  # sent, but no usable answer: keep the lock until it expires, never retry
-            self.store.record("reboot_result", outcome="unknown", detail=str(err), **audit)
+            self._record("reboot_result", outcome="unknown", detail=str(err), **audit)
             return OutcomeUnknown(c.instance_id, str(err))
-        self.store.record("reboot_result", outcome="accepted", dbss_request_id=accepted.request_id, **audit)
-        return Accepted(c.instance_id, accepted.request_id)
+        now = self._clock()
+        followup = FollowUp(
+            correlation_id=c.nonce,
+            instance_id=c.instance_id,
+            requester=c.requester,
+            approver=confirmed.by,
+            channel=c.channel,
+            thread_ts=thread_ts,
+            started_at=now,
+            deadline=now + self._followup_timeout,
+        )
+        self.store.add_followup(followup)
+        self.store.extend_lock(c.instance_id, c.nonce, until=followup.deadline + 300.0)
+        self._record("reboot_result", outcome="accepted", dbss_request_id=accepted.request_id, **audit)
+        return Accepted(c.instance_id, accepted.request_id, followup)

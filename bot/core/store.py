@@ -27,6 +27,12 @@ CREATE TABLE IF NOT EXISTS audit (
     user_id TEXT, instance_id TEXT, channel TEXT, thread_ts TEXT, outcome TEXT, dbss_request_id TEXT, detail TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_instance ON audit (instance_id, id);
+CREATE TABLE IF NOT EXISTS followups (
+    correlation_id TEXT PRIMARY KEY, instance_id TEXT NOT NULL, requester TEXT NOT NULL, approver TEXT NOT NULL,
+    channel TEXT NOT NULL, thread_ts TEXT NOT NULL, started_at REAL NOT NULL, deadline REAL NOT NULL,
+    progress_ts TEXT, seen_busy INTEGER NOT NULL DEFAULT 0, polls INTEGER NOT NULL DEFAULT 0,
+    last_status TEXT, last_task TEXT, last_update_at REAL, done_at REAL, outcome TEXT
+);
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
@@ -67,6 +73,46 @@ class Lock:
     correlation_id: str
     acquired_at: float
     expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    """A reboot DBSS accepted, followed until the instance is idle again (kept across restarts)."""
+
+    correlation_id: str
+    instance_id: str
+    requester: str
+    approver: str
+    channel: str
+    thread_ts: str
+    started_at: float
+    deadline: float
+    progress_ts: str | None = None
+    seen_busy: bool = False
+    polls: int = 0
+    last_status: str | None = None
+    last_task: str | None = None
+    last_update_at: float | None = None
+
+
+FOLLOWUP_FIELDS = (
+    "correlation_id",
+    "instance_id",
+    "requester",
+    "approver",
+    "channel",
+    "thread_ts",
+    "started_at",
+    "deadline",
+    "progress_ts",
+    "seen_busy",
+    "polls",
+    "last_status",
+    "last_task",
+    "last_update_at",
+)
+FOLLOWUP_COLUMNS = ", ".join(FOLLOWUP_FIELDS)
+FOLLOWUP_UPDATABLE = frozenset({"progress_ts", "seen_busy", "polls", "last_status", "last_task", "last_update_at"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +218,82 @@ class StateStore:
         with self._transaction() as db:
             db.execute(INSERT_AUDIT, tuple(values[name] for name in AUDIT_FIELDS))
 
+    def extend_lock(self, instance_id: str, correlation_id: str, *, until: float) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE locks SET expires_at = ? WHERE instance_id = ? AND correlation_id = ?",
+                (until, instance_id, correlation_id),
+            )
+
+    # --- follow-ups -----------------------------------------------------------------------------------
+
+    def add_followup(self, followup: FollowUp) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO followups (correlation_id, instance_id, requester, approver, channel, "
+                "thread_ts, started_at, deadline, progress_ts, seen_busy, polls, last_status, last_task, "
+                "last_update_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                tuple(getattr(followup, name) for name in FOLLOWUP_FIELDS),
+            )
+
+    def active_followups(self) -> list[FollowUp]:
+        with self._mutex:
+            rows = self._db.execute(
+                "SELECT correlation_id, instance_id, requester, approver, channel, thread_ts, started_at, deadline, "
+                "progress_ts, seen_busy, polls, last_status, last_task, last_update_at "
+                "FROM followups WHERE done_at IS NULL ORDER BY started_at"
+            ).fetchall()
+        return [_followup(row) for row in rows]
+
+    def update_followup(self, correlation_id: str, **fields: Any) -> None:
+        if not fields or set(fields) - FOLLOWUP_UPDATABLE:
+            raise ValueError(f"cannot update follow-up fields {sorted(set(fields) - FOLLOWUP_UPDATABLE)}")
+        assignments = ", ".join(f"{name} = ?" for name in sorted(fields))
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE followups SET " + assignments + " WHERE correlation_id = ?",  # noqa: S608 - names checked above
+                (*(fields[name] for name in sorted(fields)), correlation_id),
+            )
+
+    def finish_followup(self, correlation_id: str, outcome: str) -> bool:
+        """Mark a follow-up done; False if it already was (so only one thread reports its end)."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE followups SET done_at = ?, outcome = ? WHERE correlation_id = ? AND done_at IS NULL",
+                (self._clock(), outcome, correlation_id),
+            )
+            return cursor.rowcount == 1
+
+    # --- reading the audit trail ----------------------------------------------------------------------
+
+    def reboots(self, *, instance_id: str | None = None, limit: int = 10) -> list[AuditEntry]:
+        """The latest reboot results (accepted, refused, unknown...), newest first."""
+        query = SELECT_AUDIT + " WHERE event = 'reboot_result'"
+        args: tuple[Any, ...] = ()
+        if instance_id is not None:
+            query += " AND instance_id = ?"
+            args = (instance_id,)
+        with self._mutex:
+            rows = self._db.execute(query + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+        return [AuditEntry(*row) for row in rows]
+
+    def last_reboot(self, instance_id: str) -> AuditEntry | None:
+        """The latest reboot of this instance that DBSS accepted, or may have (outcome unknown)."""
+        with self._mutex:
+            row = self._db.execute(
+                SELECT_AUDIT + " WHERE event = 'reboot_result' AND instance_id = ? AND outcome IN ('accepted', "
+                "'unknown') ORDER BY id DESC LIMIT 1",
+                (instance_id,),
+            ).fetchone()
+        return AuditEntry(*row) if row else None
+
+    def followup_outcome(self, correlation_id: str) -> str | None:
+        with self._mutex:
+            row = self._db.execute(
+                "SELECT outcome FROM followups WHERE correlation_id = ?", (correlation_id,)
+            ).fetchone()
+        return str(row[0]) if row and row[0] else None
+
     def audit(self, *, instance_id: str | None = None, limit: int = 1000) -> list[AuditEntry]:
         """Audit entries, oldest first (optionally for one instance)."""
         query = SELECT_AUDIT
@@ -183,6 +305,12 @@ class StateStore:
         with self._mutex:
             rows = self._db.execute(query, (*args, limit)).fetchall()
         return [AuditEntry(*row) for row in reversed(rows)]
+
+
+def _followup(row: tuple[Any, ...]) -> FollowUp:
+    values = dict(zip(FOLLOWUP_FIELDS, row, strict=True))
+    values["seen_busy"] = bool(values["seen_busy"])
+    return FollowUp(**values)
 
 
 def _lock_row(lock: Lock) -> tuple[Any, ...]:

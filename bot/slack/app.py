@@ -12,12 +12,15 @@ from slack_sdk import WebClient
 
 from bot.core.reboots import RebootService
 from bot.slack.listeners import register
+from bot.slack.messages import Links
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 
-def build_app(*, client: WebClient, signing_secret: str | None, service: RebootService, work: Executor) -> App:
+def build_app(
+    *, client: WebClient, signing_secret: str | None, service: RebootService, work: Executor, links: Links
+) -> App:
     """The Bolt app. Listeners only acknowledge and hand slow work to `work`, so acks never wait on DBSS.
 
     process_before_response=True runs the (fast) listener on the request thread and answers when it returns,
@@ -29,7 +32,7 @@ def build_app(*, client: WebClient, signing_secret: str | None, service: RebootS
         process_before_response=True,
         request_verification_enabled=signing_secret is not None,
     )
-    register(app, service=service, work=work)
+    register(app, service=service, work=work, links=links)
     return app
 
 

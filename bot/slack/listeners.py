@@ -11,18 +11,31 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.core.commands import ShowHelp, Unparseable, parse
+from bot.core.commands import (
+    HistoryCommand,
+    ListCommand,
+    RebootCommand,
+    ShowHelp,
+    ShowPicker,
+    StatusCommand,
+    Unparseable,
+    parse,
+)
 from bot.core.reboots import (
+    Accepted,
     AlreadyUsed,
     Confirmed,
     Expired,
+    NeedsSecondApprover,
     NotRequester,
     Offer,
     RebootService,
     Refused,
     new_correlation_id,
 )
+from bot.dbss.errors import DbssApiError, DbssError
 from bot.slack import messages
+from bot.slack.messages import Links
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +43,25 @@ log = logging.getLogger(__name__)
 CANNOT_POST = frozenset({"not_in_channel", "channel_not_found", "is_archived", "restricted_action"})
 
 
-def _say_privately(respond: Respond, text: str) -> None:
+def _say_privately(respond: Respond, text: str = "", **kwargs: Any) -> None:
     """An ephemeral message through response_url, which works even where the bot is not a member."""
-    response = respond(text=text, response_type="ephemeral", replace_original=False)
+    response = respond(text=text, response_type="ephemeral", replace_original=False, **kwargs)
     if response.status_code != 200:
         log.warning("response_url answered HTTP %s", response.status_code)
 
 
-def register(app: App, *, service: RebootService, work: Executor) -> None:
-    """Wire the slash command and the card's buttons onto the app."""
+def _dbss_unavailable(err: DbssError) -> str:
+    if isinstance(err, DbssApiError):
+        return (
+            f":warning: DBSS refused the instance list: {messages.code(err.error_code or 'no code')} "
+            f"{messages.escape(err.error_msg)} (HTTP {err.status_code}, request ID "
+            f"{messages.code(err.request_id or 'none')})."
+        )
+    return f":warning: DBSS could not be reached ({messages.escape(type(err).__name__)}). Try again shortly."
+
+
+def register(app: App, *, service: RebootService, work: Executor, links: Links) -> None:
+    """Wire the slash command, the picker and the card's buttons onto the app."""
     policy = service.policy
 
     def in_background(correlation_id: str, respond: Respond, job: Callable[[], None]) -> None:
@@ -48,7 +71,7 @@ def register(app: App, *, service: RebootService, work: Executor) -> None:
             try:
                 job()
             except Exception:
-                log.exception("unexpected error (ref %s)", correlation_id)
+                log.exception("unexpected error", extra={"correlation_id": correlation_id})
                 try:
                     _say_privately(
                         respond,
@@ -57,9 +80,77 @@ def register(app: App, *, service: RebootService, work: Executor) -> None:
                         "logs.",
                     )
                 except Exception:
-                    log.exception("could not tell the person about the error (ref %s)", correlation_id)
+                    log.exception("could not tell the person about the error", extra={"correlation_id": correlation_id})
 
         work.submit(run)
+
+    def post_card(
+        *, user: str, channel: str, instance_id: str, correlation_id: str, respond: Respond, client: WebClient
+    ) -> None:
+        result = service.offer(user=user, channel=channel, instance_id=instance_id, correlation_id=correlation_id)
+        if not isinstance(result, Offer):
+            _say_privately(respond, messages.offer_refusal(result, links))
+            return
+        try:
+            posted = client.chat_postMessage(
+                channel=channel,
+                text=messages.card_text(result),
+                blocks=messages.card(result, second_approver=service.require_second_approver),
+            )
+        except SlackApiError as err:
+            error = str(err.response.get("error", "unknown_error"))
+            if error not in CANNOT_POST:
+                raise
+            service.store.record(
+                "card_failed",
+                correlation_id=correlation_id,
+                user_id=user,
+                instance_id=instance_id,
+                channel=channel,
+                outcome="not_posted",
+                detail=error,
+            )
+            _say_privately(respond, messages.cannot_post_here(error))
+            return
+        service.card_posted(result, thread_ts=str(posted["ts"]))
+
+    def read_only(command: StatusCommand | ListCommand | HistoryCommand, respond: Respond) -> None:
+        match command:
+            case StatusCommand(instance_id=iid):
+                try:
+                    instance = service.dbss.find_instance(iid)
+                except DbssError as err:
+                    _say_privately(respond, _dbss_unavailable(err))
+                    return
+                if instance is None:
+                    _say_privately(respond, f":mag: No DBSS audit instance {messages.code(iid)} in this project.")
+                    return
+                _say_privately(respond, messages.status_text(instance, service.store.last_reboot(iid), links))
+            case ListCommand(page=page):
+                try:
+                    instances = service.dbss.list_instances()
+                except DbssError as err:
+                    _say_privately(respond, _dbss_unavailable(err))
+                    return
+                _say_privately(respond, messages.list_text(instances, page=page, project_id=service.project_id))
+            case HistoryCommand(instance_id=iid):
+                entries = service.store.reboots(instance_id=iid, limit=10)
+                outcomes = {
+                    e.correlation_id: service.store.followup_outcome(e.correlation_id)
+                    for e in entries
+                    if e.correlation_id
+                }
+                _say_privately(
+                    respond, messages.history_text(entries, {k: v for k, v in outcomes.items() if v}, links, iid)
+                )
+
+    def show_picker(respond: Respond) -> None:
+        try:
+            instances = service.dbss.list_instances()
+        except DbssError as err:
+            _say_privately(respond, _dbss_unavailable(err) + " Type `/dbss-reboot &lt;instance_id&gt;` instead.")
+            return
+        _say_privately(respond, "Choose a DBSS instance to reboot", blocks=messages.picker(instances))
 
     @app.command("/dbss-reboot")
     def on_command(ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient) -> None:
@@ -71,7 +162,10 @@ def register(app: App, *, service: RebootService, work: Executor) -> None:
         if isinstance(parsed, ShowHelp):
             ack(response_type="ephemeral", text=messages.help_text(may_reboot_here=policy.refusal(user, channel)))
             return
-        refusal = policy.refusal(user, channel)
+        if isinstance(parsed, StatusCommand | ListCommand | HistoryCommand):
+            refusal = policy.user_refusal(user)  # read-only and private: the channel list does not apply
+        else:
+            refusal = policy.refusal(user, channel)
         if refusal is None and isinstance(parsed, Unparseable):
             refusal = parsed.reason
         if refusal is not None:
@@ -86,31 +180,51 @@ def register(app: App, *, service: RebootService, work: Executor) -> None:
             )
             return
         ack()
-        assert not isinstance(parsed, Unparseable)
-        instance_id = parsed.instance_id
-
-        def post_card() -> None:
-            result = service.offer(user=user, channel=channel, instance_id=instance_id, correlation_id=correlation_id)
-            if not isinstance(result, Offer):
-                _say_privately(respond, messages.offer_refusal(result))
-                return
-            try:
-                posted = client.chat_postMessage(
-                    channel=channel, text=messages.card_text(result), blocks=messages.card(result)
+        match parsed:
+            case RebootCommand(instance_id=iid):
+                in_background(
+                    correlation_id,
+                    respond,
+                    lambda: post_card(
+                        user=user,
+                        channel=channel,
+                        instance_id=iid,
+                        correlation_id=correlation_id,
+                        respond=respond,
+                        client=client,
+                    ),
                 )
-            except SlackApiError as err:
-                error = str(err.response.get("error", "unknown_error"))
-                if error not in CANNOT_POST:
-                    raise
-                service.store.record(
-                    "card_failed", correlation_id=correlation_id, user_id=user, instance_id=instance_id,
-                    channel=channel, outcome="not_posted", detail=error,
-                )  # fmt: skip
-                _say_privately(respond, messages.cannot_post_here(error))
-                return
-            service.card_posted(result, thread_ts=str(posted["ts"]))
+            case ShowPicker():
+                in_background(correlation_id, respond, lambda: show_picker(respond))
+            case StatusCommand() | ListCommand() | HistoryCommand():
+                read_only_command = parsed
+                in_background(correlation_id, respond, lambda: read_only(read_only_command, respond))
 
-        in_background(correlation_id, respond, post_card)
+    @app.action(messages.PICK_ACTION)
+    def on_pick(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        ack()
+        user = str((body.get("user") or {}).get("id") or "")
+        channel = str((body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id") or "")
+        selected = action.get("selected_option") or {}
+        instance_id = str(selected.get("value") or "")
+        correlation_id = new_correlation_id()
+
+        def pick() -> None:
+            reply = parse(instance_id)  # the same checks as a typed ID: a forged value gets the same refusal
+            if not isinstance(reply, RebootCommand):
+                _say_privately(respond, ":no_entry: That is not a DBSS instance ID. Nothing was done.")
+                return
+            respond(delete_original=True)
+            post_card(
+                user=user,
+                channel=channel,
+                instance_id=reply.instance_id,
+                correlation_id=correlation_id,
+                respond=respond,
+                client=client,
+            )
+
+        in_background(correlation_id, respond, pick)
 
     def on_click(action_name: Literal["confirm", "cancel"]) -> Callable[..., None]:
         def listener(
@@ -135,36 +249,44 @@ def register(app: App, *, service: RebootService, work: Executor) -> None:
                     thread_ts=thread_ts,
                     action=action_name,
                 )
-                if isinstance(decision, Refused):
-                    _say_privately(respond, f":no_entry: {messages.escape(decision.reason)}")
-                    return
-                if isinstance(decision, NotRequester):
-                    _say_privately(respond, messages.not_requester(decision))
-                    return
-                if isinstance(decision, AlreadyUsed):
-                    _say_privately(
-                        respond, ":information_source: This card was already answered. Nothing more was done."
-                    )
-                    return
+                match decision:
+                    case Refused(reason=reason):
+                        _say_privately(respond, f":no_entry: {messages.escape(reason)}")
+                        return
+                    case NotRequester():
+                        _say_privately(respond, messages.not_requester(decision))
+                        return
+                    case NeedsSecondApprover():
+                        _say_privately(respond, messages.needs_second_approver(decision))
+                        return
+                    case AlreadyUsed():
+                        _say_privately(
+                            respond, ":information_source: This card was already answered. Nothing more was done."
+                        )
+                        return
+                line = messages.decision_line(decision)
                 client.chat_update(
-                    channel=channel,
-                    ts=message_ts,
-                    text=messages.decision_line(decision),
-                    blocks=messages.resolved_card(original_blocks, messages.decision_line(decision)),
+                    channel=channel, ts=message_ts, text=line, blocks=messages.resolved_card(original_blocks, line)
                 )
                 if isinstance(decision, Expired):
-                    _say_privately(respond, messages.decision_line(decision))
+                    _say_privately(respond, line)
                 if not isinstance(decision, Confirmed):
                     return
                 outcome = service.execute(decision, thread_ts=thread_ts)
                 c = decision.confirmation
-                text = (
-                    f"{messages.outcome_text(outcome)}\nRequested by {messages.mention(c.requester)}, ref `{c.nonce}`."
-                )
+                who = f"Requested by {messages.mention(c.requester)}"
+                if decision.second_approver:
+                    who += f", approved by {messages.mention(decision.by)}"
+                text = f"{messages.outcome_text(outcome)}\n{who}, ref `{c.nonce}`."
+                if isinstance(outcome, Accepted):
+                    text += " I will follow it here until it is healthy again."
                 try:
                     client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text)
                 except SlackApiError as err:  # the outcome is in the audit trail; make sure the person sees it too
-                    log.warning("could not post the outcome in the thread: %s", err.response.get("error"))
+                    log.warning(
+                        "could not post the outcome in the thread",
+                        extra={"correlation_id": c.nonce, "slack_error": err.response.get("error")},
+                    )
                     _say_privately(respond, text)
 
             in_background(new_correlation_id(), respond, decide_and_act)

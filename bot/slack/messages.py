@@ -6,14 +6,17 @@ import re
 from typing import Any
 
 from bot.core.commands import USAGE
+from bot.core.follow import Ending, Progress
 from bot.core.reboots import (
     Accepted,
     AlreadyUsed,
     BusyOnConfirm,
     Cancelled,
     Confirmed,
+    CoolingDown,
     Expired,
     InFlight,
+    NeedsSecondApprover,
     NotRebootable,
     NotRequester,
     NotSent,
@@ -25,13 +28,16 @@ from bot.core.reboots import (
     Rejected,
     UnknownInstance,
 )
-from bot.core.store import Lock
+from bot.core.store import AuditEntry, FollowUp, Lock
 from bot.dbss.models import Instance
 
 Blocks = list[dict[str, Any]]
 CONFIRM_ACTION = "dbss_reboot_confirm"
 CANCEL_ACTION = "dbss_reboot_cancel"
+PICK_ACTION = "dbss_reboot_pick"
 CARD_ACTIONS_BLOCK = "dbss_reboot_actions"
+LIST_PAGE_SIZE = 25
+PICKER_LIMIT = 100  # Slack's limit on the options of a static select
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,30}")
 _MAX_API_TEXT = 500
 
@@ -54,6 +60,30 @@ def mention(user_id: str) -> str:
     return f"<@{user_id}>" if _USER_ID.fullmatch(user_id) else code(user_id)
 
 
+class Links:
+    """Links into the workspace, from the URL auth.test reports (e.g. https://acme.slack.com/)."""
+
+    def __init__(self, team_url: str | None) -> None:
+        self._base = team_url if team_url and team_url.startswith("https://") else None
+
+    def thread(self, channel: str | None, ts: str | None, text: str = "thread") -> str:
+        if not (
+            self._base and channel and ts and re.fullmatch(r"[CGD][A-Z0-9]+", channel) and re.fullmatch(r"\d+\.\d+", ts)
+        ):
+            return "(no thread link)"
+        return f"<{self._base}archives/{channel}/p{ts.replace('.', '')}|{text}>"
+
+
+def when(epoch: float) -> str:
+    """A Slack date token: shown in each reader's own time zone."""
+    return f"<!date^{int(epoch)}^{{date_short_pretty}} {{time}}|{int(epoch)}>"
+
+
+def duration(seconds: float) -> str:
+    minutes, secs = divmod(max(0, round(seconds)), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
 def _plain(text: str, limit: int) -> dict[str, Any]:
     flat = " ".join(text.split())
     return {"type": "plain_text", "text": flat if len(flat) <= limit else flat[: limit - 1] + "…"}
@@ -70,14 +100,19 @@ def _context(text: str) -> dict[str, Any]:
 def help_text(*, may_reboot_here: str | None) -> str:
     lines = [
         "*DBSS reboot bot*",
-        f"• `{escape(USAGE)}`: shows the instance on a card with Confirm / Cancel; only you can confirm it.",
+        f"• `{escape(USAGE)}`: shows the instance on a card with Reboot / Cancel, then reboots it when confirmed "
+        "and follows it until it is healthy again, in the card's thread.",
+        "• `/dbss-reboot`: pick an instance from a menu.",
+        "• `/dbss-reboot status &lt;instance_id&gt;`: name, status, task, version, region and the last reboot.",
+        "• `/dbss-reboot list [page]`: the project's instances with status and task.",
+        "• `/dbss-reboot history [instance_id]`: the latest reboots: who, when, outcome, thread.",
         "• `/dbss-reboot help`: this message.",
         "The instance ID is 32 to 64 letters, digits or '-', as shown in the DBSS console.",
     ]
     lines.append(
         "You may request reboots in this channel."
         if may_reboot_here is None
-        else f"You cannot request reboots here: {may_reboot_here}"
+        else f"You cannot request reboots here: {escape(may_reboot_here)}"
     )
     return "\n".join(lines)
 
@@ -98,7 +133,7 @@ def card_text(offer: Offer) -> str:
     return f"{mention(c.requester)} asks to reboot DBSS instance {name}"
 
 
-def card(offer: Offer) -> Blocks:
+def card(offer: Offer, *, second_approver: bool = False) -> Blocks:
     """The confirmation card: who asks, what will be rebooted, and the Confirm / Cancel buttons."""
     c = offer.confirmation
     blocks: Blocks = [
@@ -114,11 +149,13 @@ def card(offer: Offer) -> Blocks:
                 "confirming."
             )
         )
+    who = (
+        f"Needs a second approver: anyone on the allow-list except {mention(c.requester)} can confirm."
+        if second_approver
+        else f"Only {mention(c.requester)} can confirm."
+    )
     blocks.append(
-        _context(
-            f"Only {mention(c.requester)} can confirm. This card expires "
-            f"<!date^{c.expires_at}^{{time}}|in a few minutes>. Ref `{c.nonce}`"
-        )
+        _context(f"{who} This card expires <!date^{c.expires_at}^{{time}}|in a few minutes>. Ref `{c.nonce}`")
     )
     blocks.append(
         {
@@ -156,9 +193,14 @@ def resolved_card(original: Blocks, status_line: str) -> Blocks:
     return [*kept, _section(status_line)]
 
 
-def decision_line(decision: Confirmed | Cancelled | Expired | AlreadyUsed | BusyOnConfirm) -> str:
+def decision_line(decision: Confirmed | Cancelled | Expired | AlreadyUsed | BusyOnConfirm | CoolingDown) -> str:
     """The line that replaces the buttons on the card."""
     match decision:
+        case Confirmed(by=by, confirmation=c) if decision.second_approver:
+            return (
+                f":white_check_mark: Requested by {mention(c.requester)}, approved by {mention(by)}. Rebooting; "
+                "the outcome follows in the thread."
+            )
         case Confirmed(by=by):
             return f":white_check_mark: Confirmed by {mention(by)}. Rebooting; the outcome follows in the thread."
         case Cancelled(by=by):
@@ -167,8 +209,25 @@ def decision_line(decision: Confirmed | Cancelled | Expired | AlreadyUsed | Busy
             return ":hourglass: Expired. Nothing was rebooted; run `/dbss-reboot &lt;instance_id&gt;` again."
         case BusyOnConfirm(lock=lock):
             return f":no_entry: Not rebooted: {_in_flight(lock)}"
+        case CoolingDown(last=last, cooldown_seconds=cooldown):
+            return f":no_entry: Not rebooted: {_cooling(last, cooldown, None)}"
         case AlreadyUsed():
             return ":information_source: This confirmation was already used."
+
+
+def _cooling(last: AuditEntry, cooldown: float, links: Links | None) -> str:
+    link = f" ({links.thread(last.channel, last.thread_ts)})" if links else ""
+    return (
+        f"this instance was rebooted by {mention(last.user_id or '')} at {when(last.at)}{link}, less than "
+        f"{duration(cooldown)} ago (BOT_COOLDOWN_SECONDS). Check that thread before rebooting again."
+    )
+
+
+def needs_second_approver(decision: NeedsSecondApprover) -> str:
+    return (
+        ":no_entry: A second approver is required: someone else on the allow-list must confirm your request. "
+        "Nothing was done."
+    )
 
 
 def not_requester(decision: NotRequester) -> str:
@@ -185,9 +244,11 @@ def _in_flight(lock: Lock) -> str:
     )
 
 
-def offer_refusal(result: OfferResult) -> str:
+def offer_refusal(result: OfferResult, links: Links | None = None) -> str:
     """The private answer to a command that gets no card."""
     match result:
+        case CoolingDown(last=last, cooldown_seconds=cooldown):
+            return f":no_entry: Not offered: {_cooling(last, cooldown, links)}"
         case Refused(reason=reason):
             return f":no_entry: {escape(reason)}"
         case InFlight(lock=lock):
@@ -257,3 +318,135 @@ def outcome_text(outcome: Outcome) -> str:
                 "DBSS console (Instances list): task `rebooting` means it started. Request a new reboot only once "
                 "the instance shows ACTIVE with task NO_TASK and you are sure it is needed."
             )
+
+
+# --- follow-up -------------------------------------------------------------------------------------------
+
+
+def _state(instance: Instance | None) -> str:
+    return f"*{escape(instance.status)}* / task *{escape(instance.task)}*" if instance else "unknown"
+
+
+def progress_text(followup: FollowUp, progress: Progress) -> str:
+    note = f" ({escape(progress.note)})" if progress.note else ""
+    return (
+        f":hourglass_flowing_sand: Following {code(followup.instance_id)}: {_state(progress.instance)} after "
+        f"{duration(progress.elapsed)}{note}. This message updates until the reboot is over."
+    )
+
+
+def finished_text(followup: FollowUp, ending: Ending) -> str:
+    """The thread reply that closes a follow-up; anything but healthy is an alert to the requester."""
+    iid = code(followup.instance_id)
+    match ending.kind:
+        case "healthy":
+            return f":large_green_circle: {iid} is back to *ACTIVE* after {duration(ending.elapsed)}."
+        case "unhealthy":
+            return (
+                f":rotating_light: {mention(followup.requester)} the reboot of {iid} ended in "
+                f"{_state(ending.instance)} after {duration(ending.elapsed)}, not ACTIVE. Check the instance in the "
+                "DBSS console."
+            )
+        case "timeout":
+            return (
+                f":rotating_light: {mention(followup.requester)} {iid} is still not done after "
+                f"{duration(ending.elapsed)} ({_state(ending.instance)}). The bot has stopped following it; check the "
+                "DBSS console."
+            )
+        case "gone":
+            return (
+                f":rotating_light: {mention(followup.requester)} {iid} is no longer in the DBSS instance list "
+                f"({duration(ending.elapsed)} after the reboot). Check the DBSS console."
+            )
+
+
+def progress_final_text(followup: FollowUp, ending: Ending) -> str:
+    return f":checkered_flag: Followed {code(followup.instance_id)} for {duration(ending.elapsed)}: {ending.kind}."
+
+
+# --- status, list, history, picker ------------------------------------------------------------------------
+
+
+def _last_reboot_line(last: AuditEntry | None, links: Links) -> str:
+    if last is None:
+        return "No reboot by this bot on record."
+    return (
+        f"Last reboot by this bot: {when(last.at)} by {mention(last.user_id or '')}, {escape(last.outcome or '?')} "
+        f"({links.thread(last.channel, last.thread_ts)})."
+    )
+
+
+def status_text(instance: Instance, last: AuditEntry | None, links: Links) -> str:
+    return "\n".join(
+        [
+            f"*{escape(instance.name) or '(no name)'}* {code(instance.id)}",
+            f"Status *{escape(instance.status)}*, task *{escape(instance.task)}*, version "
+            f"{escape(instance.version or 'unknown')}, region {escape(instance.region or 'unknown')}.",
+            _last_reboot_line(last, links),
+        ]
+    )
+
+
+def list_text(instances: list[Instance], *, page: int, project_id: str) -> str:
+    pages = max(1, -(-len(instances) // LIST_PAGE_SIZE))
+    page = min(max(page, 1), pages)
+    shown = instances[(page - 1) * LIST_PAGE_SIZE : page * LIST_PAGE_SIZE]
+    lines = [f"*DBSS audit instances in project {code(project_id)}* ({len(instances)}, page {page} of {pages})"]
+    lines += [
+        f"• {escape(i.name) or '(no name)'} {code(i.id)}: {escape(i.status)} / {escape(i.task)}"
+        + ("" if i.rebootable else " :no_entry_sign:")
+        for i in shown
+    ]
+    if not instances:
+        lines.append("No instances are visible with the bot's credentials.")
+    if page < pages:
+        lines.append(f"Next: `/dbss-reboot list {page + 1}`")
+    return "\n".join(lines)
+
+
+def history_text(entries: list[AuditEntry], outcomes: dict[str, str], links: Links, instance_id: str | None) -> str:
+    scope = f" of {code(instance_id)}" if instance_id else ""
+    if not entries:
+        return f"No reboots{scope} on record."
+    lines = [f"*Latest reboots{scope}*"]
+    for e in entries:
+        after = outcomes.get(e.correlation_id or "")
+        result = escape(e.outcome or "?") + (f", then {escape(after)}" if after else "")
+        lines.append(
+            f"• {when(e.at)} {code(e.instance_id or '?')} by {mention(e.user_id or '')}: {result} "
+            f"({links.thread(e.channel, e.thread_ts)})"
+        )
+    return "\n".join(lines)
+
+
+def picker(instances: list[Instance]) -> Blocks:
+    """A select menu of instances; picking one leads to the same card as typing its ID."""
+    options = [
+        {
+            "text": _plain(f"{i.name or i.id} · {i.status}/{i.task}", 75),
+            "value": i.id,
+        }
+        for i in instances[:PICKER_LIMIT]
+    ]
+    more = (
+        f" Showing the first {PICKER_LIMIT} of {len(instances)}; type `/dbss-reboot &lt;instance_id&gt;` for others."
+        if len(instances) > PICKER_LIMIT
+        else ""
+    )
+    if not options:
+        return [_section("No DBSS audit instances are visible with the bot's credentials.")]
+    return [
+        _section("Which DBSS audit instance should be rebooted? You will see a confirmation card first." + more),
+        {
+            "type": "actions",
+            "block_id": "dbss_reboot_picker",
+            "elements": [
+                {
+                    "type": "static_select",
+                    "action_id": PICK_ACTION,
+                    "placeholder": _plain("Choose an instance", 150),
+                    "options": options,
+                }
+            ],
+        },
+    ]

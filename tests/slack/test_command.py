@@ -97,13 +97,15 @@ def test_malformed_ids_and_extra_words_are_refused(harness: Harness) -> None:
     assert harness.dbss.received == []
 
 
-def test_help_and_empty_command_show_usage(harness: Harness) -> None:
-    """`help` and an empty command answer with usage and whether the caller may reboot here."""
-    for text in ["help", "", "  HELP "]:
+def test_help_shows_usage_and_whether_the_caller_may_reboot_here(harness: Harness) -> None:
+    """`help` answers with every subcommand and whether (and why not) the caller may reboot here."""
+    for text in ["help", "  HELP "]:
         body = harness.command(text).json()
-        assert "/dbss-reboot &lt;instance_id&gt;" in body["text"]
+        for usage in ["/dbss-reboot &lt;instance_id&gt;", "status", "list", "history"]:
+            assert usage in body["text"]
         assert "You may request reboots in this channel." in body["text"]
-    assert "You cannot request reboots here" in harness.command("help", user=MALLORY).json()["text"]
+    refused = harness.command("help", user=MALLORY).json()["text"]
+    assert "You cannot request reboots here" in refused and "allow-list" in refused
 
 
 def test_unknown_instance_is_refused_privately(harness: Harness) -> None:

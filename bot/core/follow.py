@@ -1,0 +1,159 @@
+"""Following accepted reboots until the instance is idle again: one list call per interval for all of them."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from bot.core.store import FollowUp, StateStore
+from bot.dbss.errors import DbssApiError, DbssError
+from bot.dbss.models import HEALTHY_STATUS, IDLE_TASK, Instance
+
+log = logging.getLogger(__name__)
+
+# DBSS flips the task to "rebooting" a moment after accepting. If we never see it busy, we still call the
+# reboot finished after this many idle polls, rather than declare victory on the very first one.
+SETTLE_POLLS = 3
+
+
+class Lister(Protocol):
+    def list_instances(self) -> list[Instance]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    elapsed: float
+    instance: Instance | None
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    kind: Literal["healthy", "unhealthy", "timeout", "gone"]
+    elapsed: float
+    instance: Instance | None
+
+
+class FollowUpNotifier(Protocol):
+    """Where follow-ups are reported (the card's thread in Slack)."""
+
+    def progress(self, followup: FollowUp, progress: Progress) -> str | None:
+        """Show progress; returns the ID of the progress message to update next time."""
+
+    def finished(self, followup: FollowUp, ending: Ending) -> None: ...
+
+
+class Follower:
+    """One thread that polls the instance list once per interval and moves every follow-up along."""
+
+    def __init__(
+        self,
+        *,
+        dbss: Lister,
+        store: StateStore,
+        notifier: FollowUpNotifier,
+        interval_seconds: float,
+        progress_every_seconds: float = 60.0,
+        on_finished: Callable[[FollowUp, Ending], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._dbss = dbss
+        self._store = store
+        self._notifier = notifier
+        self._interval = interval_seconds
+        self._progress_every = progress_every_seconds
+        self._on_finished = on_finished
+        self._clock = clock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.ticks = 0
+
+    def start(self) -> None:
+        """Start following, including follow-ups left in the store by an earlier run."""
+        self._thread = threading.Thread(target=self._run, name="dbss-follower", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop polling; unfinished follow-ups stay in the store for the next start."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.tick()
+            except Exception:
+                log.exception("follow-up tick failed")
+
+    def tick(self) -> None:
+        """One poll for every active follow-up: one list call, however many there are."""
+        active = self._store.active_followups()
+        if not active:
+            return
+        self.ticks += 1
+        instances: dict[str, Instance] | None
+        note = None
+        try:
+            instances = {i.id: i for i in self._dbss.list_instances()}
+        except DbssApiError as err:
+            instances, note = None, f"could not read the instance list: HTTP {err.status_code} {err.error_code or ''}"
+        except DbssError as err:
+            instances, note = None, f"could not read the instance list ({type(err).__name__})"
+        now = self._clock()
+        for followup in active:
+            try:
+                self._advance(followup, instances, note, now)
+            except Exception:
+                log.exception("follow-up failed", extra={"correlation_id": followup.correlation_id})
+
+    def _advance(self, f: FollowUp, instances: dict[str, Instance] | None, note: str | None, now: float) -> None:
+        elapsed = now - f.started_at
+        instance = instances.get(f.instance_id) if instances is not None else None
+        polls = f.polls + 1
+        seen_busy = f.seen_busy or (instance is not None and instance.task != IDLE_TASK)
+        if instances is not None and instance is None:
+            self._finish(f, Ending("gone", elapsed, None))
+            return
+        if instance is not None and instance.task == IDLE_TASK and (seen_busy or polls >= SETTLE_POLLS):
+            kind: Literal["healthy", "unhealthy"] = "healthy" if instance.status == HEALTHY_STATUS else "unhealthy"
+            self._finish(f, Ending(kind, elapsed, instance))
+            return
+        if now >= f.deadline:
+            self._finish(f, Ending("timeout", elapsed, instance))
+            return
+        changes: dict[str, object] = {"polls": polls, "seen_busy": seen_busy}
+        state = (instance.status, instance.task) if instance else (f.last_status, f.last_task)
+        due = f.last_update_at is None or now - f.last_update_at >= self._progress_every
+        if f.progress_ts is None or state != (f.last_status, f.last_task) or due:
+            ts = self._notifier.progress(f, Progress(elapsed, instance, note))
+            changes.update(progress_ts=ts or f.progress_ts, last_update_at=now)
+            changes.update(last_status=state[0], last_task=state[1])
+        self._store.update_followup(f.correlation_id, **changes)
+
+    def _finish(self, f: FollowUp, ending: Ending) -> None:
+        if not self._store.finish_followup(f.correlation_id, ending.kind):
+            return
+        self._store.release_lock(f.instance_id, f.correlation_id)
+        self._store.record(
+            "followup_done",
+            correlation_id=f.correlation_id,
+            user_id=f.requester,
+            instance_id=f.instance_id,
+            channel=f.channel,
+            thread_ts=f.thread_ts,
+            outcome=ending.kind,
+            detail=f"after {ending.elapsed:.0f}s"
+            + (f", {ending.instance.status}/{ending.instance.task}" if ending.instance else ""),
+        )
+        log.info(
+            "follow-up done",
+            extra={"correlation_id": f.correlation_id, "instance_id": f.instance_id, "outcome": ending.kind},
+        )
+        self._notifier.finished(f, ending)
+        if self._on_finished is not None:
+            self._on_finished(f, ending)
