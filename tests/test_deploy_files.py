@@ -22,7 +22,7 @@ def test_manifest_is_a_valid_socket_mode_app_with_the_command() -> None:
     [command] = manifest["features"]["slash_commands"]
     assert command["command"] == "/dbss-reboot" and command["description"] and command["usage_hint"]
     assert "url" not in command  # Socket Mode: no request URL
-    assert set(manifest["oauth_config"]["scopes"]["bot"]) == {"commands", "chat:write"}
+    assert set(manifest["oauth_config"]["scopes"]["bot"]) == {"commands", "chat:write", "usergroups:read"}
     settings = manifest["settings"]
     assert settings["interactivity"]["is_enabled"] is True and "request_url" not in settings["interactivity"]
     assert settings["socket_mode_enabled"] is True and settings["token_rotation_enabled"] is False
