@@ -17,45 +17,23 @@ log = logging.getLogger("bot")
 
 
 def serve_http(settings: Settings) -> None:
-    """HTTP mode under gunicorn: one worker process (state and follow-ups live in it), many threads.
-
-    On SIGTERM gunicorn stops accepting connections and lets requests in hand finish; then `worker_exit`
-    closes the bot, which waits for in-flight DBSS calls (bounded by DBSS_TIMEOUT_SECONDS) and leaves
-    unfinished follow-ups in the state store for the next start.
-    """
-    from gunicorn.app.base import BaseApplication
-
+    """HTTP mode under gunicorn. On SIGTERM, after the requests in hand, the bot is closed: it waits for
+    in-flight DBSS calls (bounded by DBSS_TIMEOUT_SECONDS) and leaves unfinished follow-ups in the store."""
+    from bot.http_server import serve
     from bot.slack.app import wsgi_app
 
     running: list[Bot] = []
 
-    def worker_exit(server: Any, worker: Any) -> None:
+    def load() -> Any:
+        bot = build(settings)
+        running.append(bot)
+        return wsgi_app(bot.app)
+
+    def close() -> None:
         for bot in running:
             bot.close(wait=True)
 
-    class Server(BaseApplication):  # type: ignore[misc]  # gunicorn's base class is untyped
-        def load_config(self) -> None:
-            options: dict[str, Any] = {
-                "bind": f"0.0.0.0:{settings.port}",
-                "workers": 1,
-                "worker_class": "gthread",
-                "threads": 32,
-                "backlog": 2048,
-                "timeout": 30,
-                "graceful_timeout": int(settings.dbss_timeout_seconds) + 15,
-                "accesslog": None,
-                "worker_exit": worker_exit,
-            }
-            for key, value in options.items():
-                self.cfg.set(key, value)
-
-        def load(self) -> Any:
-            # Built in the worker, after the fork: threads, sockets and SQLite belong to the serving process.
-            bot = build(settings)
-            running.append(bot)
-            return wsgi_app(bot.app)
-
-    Server().run()
+    serve(load, port=settings.port, graceful_timeout=int(settings.dbss_timeout_seconds) + 15, on_exit=close)
 
 
 def serve_socket_mode(settings: Settings) -> None:

@@ -13,6 +13,7 @@ from slack_sdk.errors import SlackApiError
 from bot.config import ConfigError, Settings
 from bot.core.confirmation import ConfirmationSigner
 from bot.core.follow import Follower
+from bot.core.listing import SharedListing
 from bot.core.policy import AccessPolicy
 from bot.core.reboots import Dbss, RebootService
 from bot.core.store import StateStore
@@ -83,9 +84,17 @@ def build(
     )
     work = ThreadPoolExecutor(max_workers=WORK_THREADS, thread_name_prefix="dbss-work")
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
-    app = build_app(client=client, signing_secret=secret, service=service, work=work, links=Links(_team_url(client)))
+    listing = SharedListing(dbss_client)  # cards and follow-ups share one list call when they coincide
+    app = build_app(
+        client=client,
+        signing_secret=secret,
+        service=service,
+        work=work,
+        links=Links(_team_url(client)),
+        listing=listing,
+    )
     follower = Follower(
-        dbss=dbss_client,
+        dbss=listing,
         store=store,
         notifier=SlackFollowUpNotifier(client),
         interval_seconds=settings.bot_poll_interval_seconds,

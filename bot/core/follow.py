@@ -84,7 +84,10 @@ class Follower:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
+        # Fixed rate: a tick starts every interval, however long the list call took (never two at once).
+        next_tick = time.monotonic() + self._interval
+        while not self._stop.wait(max(0.0, next_tick - time.monotonic())):
+            next_tick = max(next_tick + self._interval, time.monotonic())
             try:
                 self.tick()
             except Exception:

@@ -241,6 +241,19 @@ class RebootService:
 
     def offer(self, *, user: str, channel: str, instance_id: str, correlation_id: str) -> OfferResult:
         """Check the request and read the instance's state; an Offer means a card may be shown."""
+        refusal = self.check_request(user=user, channel=channel, instance_id=instance_id, correlation_id=correlation_id)
+        if refusal is not None:
+            return refusal
+        try:
+            listing: list[Instance] | DbssError = self.dbss.list_instances()
+        except DbssError as err:
+            listing = err
+        return self.make_offer(
+            user=user, channel=channel, instance_id=instance_id, correlation_id=correlation_id, listing=listing
+        )
+
+    def check_request(self, *, user: str, channel: str, instance_id: str, correlation_id: str) -> OfferResult | None:
+        """The checks that need no DBSS call: policy, in-flight lock, cooldown. None when all pass."""
         refusal = self.policy.refusal(user, channel)
         if refusal is not None:
             return self._refused(Refused(refusal), user, channel, instance_id, correlation_id)
@@ -250,15 +263,22 @@ class RebootService:
         cooling = self._cooling_down(instance_id)
         if cooling is not None:
             return self._refused(cooling, user, channel, instance_id, correlation_id)
+        return None
+
+    def make_offer(
+        self, *, user: str, channel: str, instance_id: str, correlation_id: str, listing: list[Instance] | DbssError
+    ) -> OfferResult:
+        """The offer, given the instance list (or the error that reading it gave)."""
         instance: Instance | None = None
         unreadable: str | None = None
-        try:
-            instance = self.dbss.find_instance(instance_id)
-        except DbssApiError as err:
-            unreadable = f"DBSS refused the instance list: HTTP {err.status_code} {err.error_code or ''}".strip()
-        except DbssError as err:
-            unreadable = f"DBSS could not be reached to read the instance list ({type(err).__name__})"
-        if unreadable is None:
+        if isinstance(listing, DbssApiError):
+            unreadable = (
+                f"DBSS refused the instance list: HTTP {listing.status_code} {listing.error_code or ''}".strip()
+            )
+        elif isinstance(listing, DbssError):
+            unreadable = f"DBSS could not be reached to read the instance list ({type(listing).__name__})"
+        else:
+            instance = next((i for i in listing if i.id == instance_id), None)
             if instance is None:
                 result: OfferResult = UnknownInstance(instance_id, self.project_id)
                 return self._refused(result, user, channel, instance_id, correlation_id)

@@ -10,6 +10,7 @@ from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 
+from bot.core.listing import SharedListing
 from bot.core.reboots import RebootService
 from bot.slack.listeners import register
 from bot.slack.messages import Links
@@ -19,7 +20,13 @@ if TYPE_CHECKING:
 
 
 def build_app(
-    *, client: WebClient, signing_secret: str | None, service: RebootService, work: Executor, links: Links
+    *,
+    client: WebClient,
+    signing_secret: str | None,
+    service: RebootService,
+    work: Executor,
+    links: Links,
+    listing: SharedListing,
 ) -> App:
     """The Bolt app. Listeners only acknowledge and hand slow work to `work`, so acks never wait on DBSS.
 
@@ -32,7 +39,7 @@ def build_app(
         process_before_response=True,
         request_verification_enabled=signing_secret is not None,
     )
-    register(app, service=service, work=work, links=links)
+    register(app, service=service, work=work, links=links, listing=listing)
     return app
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from typing import Any, Literal
 
 from slack_bolt import Ack, App, Respond
@@ -21,6 +21,7 @@ from bot.core.commands import (
     Unparseable,
     parse,
 )
+from bot.core.listing import SharedListing
 from bot.core.reboots import (
     Accepted,
     AlreadyUsed,
@@ -34,6 +35,7 @@ from bot.core.reboots import (
     new_correlation_id,
 )
 from bot.dbss.errors import DbssApiError, DbssError
+from bot.dbss.models import Instance
 from bot.slack import messages
 from bot.slack.messages import Links
 
@@ -60,7 +62,7 @@ def _dbss_unavailable(err: DbssError) -> str:
     return f":warning: DBSS could not be reached ({messages.escape(type(err).__name__)}). Try again shortly."
 
 
-def register(app: App, *, service: RebootService, work: Executor, links: Links) -> None:
+def register(app: App, *, service: RebootService, work: Executor, links: Links, listing: SharedListing) -> None:
     """Wire the slash command, the picker and the card's buttons onto the app."""
     policy = service.policy
 
@@ -87,15 +89,37 @@ def register(app: App, *, service: RebootService, work: Executor, links: Links) 
     def post_card(
         *, user: str, channel: str, instance_id: str, correlation_id: str, respond: Respond, client: WebClient
     ) -> None:
-        result = service.offer(user=user, channel=channel, instance_id=instance_id, correlation_id=correlation_id)
-        if not isinstance(result, Offer):
-            _say_privately(respond, messages.offer_refusal(result, links))
+        """On the work pool: the quick checks, then the card once the shared instance list has arrived."""
+        refusal = service.check_request(
+            user=user, channel=channel, instance_id=instance_id, correlation_id=correlation_id
+        )
+        if refusal is not None:
+            _say_privately(respond, messages.offer_refusal(refusal, links))
             return
+
+        def with_listing(future: Future[list[Instance]]) -> None:
+            try:
+                answer: list[Instance] | DbssError = future.result()
+            except DbssError as err:
+                answer = err
+            result = service.make_offer(
+                user=user, channel=channel, instance_id=instance_id, correlation_id=correlation_id, listing=answer
+            )
+            if isinstance(result, Offer):
+                post_offer(result, respond=respond, client=client)
+            else:
+                _say_privately(respond, messages.offer_refusal(result, links))
+
+        # No thread waits for DBSS: the answer comes back as a callback, and the card is posted on the pool.
+        listing.fetch().add_done_callback(lambda f: in_background(correlation_id, respond, lambda: with_listing(f)))
+
+    def post_offer(offer: Offer, *, respond: Respond, client: WebClient) -> None:
+        c = offer.confirmation
         try:
             posted = client.chat_postMessage(
-                channel=channel,
-                text=messages.card_text(result),
-                blocks=messages.card(result, second_approver=service.require_second_approver),
+                channel=c.channel,
+                text=messages.card_text(offer),
+                blocks=messages.card(offer, second_approver=service.require_second_approver),
             )
         except SlackApiError as err:
             error = str(err.response.get("error", "unknown_error"))
@@ -103,22 +127,22 @@ def register(app: App, *, service: RebootService, work: Executor, links: Links) 
                 raise
             service.store.record(
                 "card_failed",
-                correlation_id=correlation_id,
-                user_id=user,
-                instance_id=instance_id,
-                channel=channel,
+                correlation_id=c.nonce,
+                user_id=c.requester,
+                instance_id=c.instance_id,
+                channel=c.channel,
                 outcome="not_posted",
                 detail=error,
             )
             _say_privately(respond, messages.cannot_post_here(error))
             return
-        service.card_posted(result, thread_ts=str(posted["ts"]))
+        service.card_posted(offer, thread_ts=str(posted["ts"]))
 
     def read_only(command: StatusCommand | ListCommand | HistoryCommand, respond: Respond) -> None:
         match command:
             case StatusCommand(instance_id=iid):
                 try:
-                    instance = service.dbss.find_instance(iid)
+                    instance = next((i for i in listing.list_instances() if i.id == iid), None)
                 except DbssError as err:
                     _say_privately(respond, _dbss_unavailable(err))
                     return
@@ -128,7 +152,7 @@ def register(app: App, *, service: RebootService, work: Executor, links: Links) 
                 _say_privately(respond, messages.status_text(instance, service.store.last_reboot(iid), links))
             case ListCommand(page=page):
                 try:
-                    instances = service.dbss.list_instances()
+                    instances = listing.list_instances()
                 except DbssError as err:
                     _say_privately(respond, _dbss_unavailable(err))
                     return
@@ -146,7 +170,7 @@ def register(app: App, *, service: RebootService, work: Executor, links: Links) 
 
     def show_picker(respond: Respond) -> None:
         try:
-            instances = service.dbss.list_instances()
+            instances = listing.list_instances()
         except DbssError as err:
             _say_privately(respond, _dbss_unavailable(err) + " Type `/dbss-reboot &lt;instance_id&gt;` instead.")
             return

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -21,6 +22,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     raw_path: str = ""
+    at: float = field(default_factory=time.time)  # arrival time, for latency measurements
 
     @property
     def json(self) -> Any:
@@ -99,7 +101,7 @@ class FakeHttpServer:
     def handle(self, request: Received) -> Answer | None:
         raise NotImplementedError
 
-    def start(self) -> FakeHttpServer:
+    def start(self) -> Self:
         server = _Server(("127.0.0.1", 0), _Handler)
         server.fake = self
         self._server = server
@@ -113,7 +115,7 @@ class FakeHttpServer:
             self._server.shutdown()
             self._server.server_close()
 
-    def __enter__(self) -> FakeHttpServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

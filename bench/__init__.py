@@ -1,0 +1,1 @@
+"""The incident-storm benchmark: `python -m bench` (see docs/benchmarks.md)."""

@@ -1,0 +1,68 @@
+"""One DBSS instance-list call shared by everyone who needs it at the same moment.
+
+DBSS has no get-one API, so every card and every follow-up reads the whole list. In an incident storm
+hundreds of commands arrive within a second; without sharing, each would read (and parse) the list on its
+own, and a worker thread would sit waiting on each call. Here a reader that arrives while a call is in
+flight gets that call's answer, and nobody holds a thread while waiting: answers arrive as callbacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Future
+from typing import Protocol
+
+from bot.dbss.models import Instance
+
+log = logging.getLogger(__name__)
+
+
+class Lister(Protocol):
+    def list_instances(self) -> list[Instance]: ...
+
+
+class SharedListing:
+    """`fetch()` returns a Future of the instance list: the one in flight, or a new call if none is."""
+
+    def __init__(self, dbss: Lister) -> None:
+        self._dbss = dbss
+        self._lock = threading.Lock()
+        self._in_flight: Future[list[Instance]] | None = None
+        self.calls = 0
+
+    def fetch(self) -> Future[list[Instance]]:
+        with self._lock:
+            if self._in_flight is not None:
+                return self._in_flight
+            future: Future[list[Instance]] = Future()
+            self._in_flight = future
+            self.calls += 1
+        threading.Thread(target=self._read, args=(future,), name="dbss-list", daemon=True).start()
+        return future
+
+    def list_instances(self) -> list[Instance]:
+        """The list, waiting for it (for callers that have a thread of their own to spare)."""
+        return self.fetch().result()
+
+    def _read(self, future: Future[list[Instance]]) -> None:
+        try:
+            result = self._dbss.list_instances()
+        except BaseException as err:
+            self._settle(future, error=err)
+        else:
+            self._settle(future, result=result)
+
+    def _settle(
+        self,
+        future: Future[list[Instance]],
+        *,
+        result: list[Instance] | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        with self._lock:
+            self._in_flight = None  # the next reader starts a fresh call: answers are never older than one call
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result or [])
