@@ -58,11 +58,15 @@ def _read_response(sock: socket.socket, buffer: bytearray) -> int:
     return status
 
 
-def blast(port: int, requests: list[bytes], senders: int) -> list[tuple[int, float, float, int]]:
-    """Send every request from `senders` threads; (index, sent_at, latency, status) for each."""
+def blast(port: int, requests: list[bytes], senders: int, pace: float = 0.0) -> list[tuple[int, float, float, int]]:
+    """Send every request from `senders` threads; (index, sent_at, latency, status) for each.
+
+    pace > 0: request i is not sent before start + i * pace (an arrival rate rather than a closed loop).
+    """
     results: list[tuple[int, float, float, int]] = []
     lock = threading.Lock()
     queue = iter(enumerate(requests))
+    start = time.perf_counter() + 0.05
 
     def sender() -> None:
         sock: socket.socket | None = None
@@ -73,6 +77,8 @@ def blast(port: int, requests: list[bytes], senders: int) -> list[tuple[int, flo
             if item is None:
                 break
             index, request = item
+            if pace:
+                time.sleep(max(0.0, start + index * pace - time.perf_counter()))
             sent_at = time.time()
             started = time.perf_counter()
             try:
@@ -101,7 +107,9 @@ def blast(port: int, requests: list[bytes], senders: int) -> list[tuple[int, flo
     return sorted(results)
 
 
-def blast_in_process(port: int, requests: list[bytes], senders: int) -> list[tuple[int, float, float, int]]:
+def blast_in_process(
+    port: int, requests: list[bytes], senders: int, pace: float = 0.0
+) -> list[tuple[int, float, float, int]]:
     """`blast`, run in a fresh process so it does not share an interpreter lock with the fakes."""
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(blast, port, requests, senders).result()
+        return pool.submit(blast, port, requests, senders, pace).result()

@@ -10,7 +10,7 @@ from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.config import ConfigError, Settings
+from bot.config import Settings
 from bot.core.confirmation import ConfirmationSigner
 from bot.core.follow import Follower
 from bot.core.listing import SharedListing
@@ -44,17 +44,6 @@ class Bot:
         if callable(close_dbss):
             close_dbss()
         self.store.close()
-
-
-def require_slack(settings: Settings, *, http: bool) -> None:
-    """Slack settings the chosen mode needs, named in one message if missing."""
-    missing = [] if settings.slack_bot_token else ["SLACK_BOT_TOKEN (the bot token, xoxb-...)"]
-    if http and not settings.slack_signing_secret:
-        missing.append("SLACK_SIGNING_SECRET (required in HTTP mode; or set SLACK_APP_TOKEN for Socket Mode)")
-    if not http and not settings.slack_app_token:
-        missing.append("SLACK_APP_TOKEN (the app-level token, xapp-..., required in Socket Mode)")
-    if missing:
-        raise ConfigError("Invalid configuration:\n" + "\n".join(f"  - {m} is required" for m in missing))
 
 
 def build(

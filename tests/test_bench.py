@@ -15,8 +15,11 @@ def test_smoke_benchmark_writes_its_table(tmp_path: Path) -> None:
     out.write_text("# Benchmarks\n\nNotes kept.\n\n<!-- bench:start -->\nold\n<!-- bench:end -->\n\nAfter.\n")
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     text = out.read_text()
     assert text.startswith("# Benchmarks\n\nNotes kept.") and text.rstrip().endswith("After.") and "\nold\n" not in text
@@ -27,4 +30,5 @@ def test_smoke_benchmark_writes_its_table(tmp_path: Path) -> None:
     assert rows["DBSS list calls per poll interval (10 followed, quiet)"] == "1.00"
     assert rows["IAM logins for 10 concurrent reboots"] == "1"
     assert rows["bot exit code on SIGTERM"] == "0"
-    assert "(10 cards)" in rows["card latency, 10 commands at once, DBSS list latency 0 s"]
+    assert "(10 cards)" in rows["card latency, 10 commands 20 commands/s, DBSS list latency 0 s"]
+    assert "(10 cards)" in rows["card latency, 10 commands all at once, DBSS list latency 0.05 s"]

@@ -58,6 +58,7 @@ class Follower:
         notifier: FollowUpNotifier,
         interval_seconds: float,
         progress_every_seconds: float = 60.0,
+        progress_budget: int = 10,
         on_finished: Callable[[FollowUp, Ending], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -66,6 +67,7 @@ class Follower:
         self._notifier = notifier
         self._interval = interval_seconds
         self._progress_every = progress_every_seconds
+        self._progress_budget = progress_budget
         self._on_finished = on_finished
         self._clock = clock
         self._stop = threading.Event()
@@ -108,35 +110,63 @@ class Follower:
         except DbssError as err:
             instances, note = None, f"could not read the instance list ({type(err).__name__})"
         now = self._clock()
+        updates: dict[str, dict[str, object]] = {}
+        wanted: list[tuple[int, float, FollowUp, Progress, tuple[str | None, str | None]]] = []
         for followup in active:
             try:
-                self._advance(followup, instances, note, now)
+                advanced = self._advance(followup, instances, note, now)
             except Exception:
                 log.exception("follow-up failed", extra={"correlation_id": followup.correlation_id})
+                continue
+            if advanced is None:
+                continue
+            changes, priority, progress, state = advanced
+            updates[followup.correlation_id] = changes
+            if priority is not None:
+                wanted.append((priority, followup.last_update_at or 0.0, followup, progress, state))
+        # Progress messages are a courtesy, and Slack rate-limits chat.update (about 50 a minute): a few per
+        # tick, first messages first, then state changes, then the oldest elapsed-time refresh.
+        wanted.sort(key=lambda w: (w[0], w[1]))
+        for _, _, followup, progress, state in wanted[: self._progress_budget]:
+            try:
+                ts = self._notifier.progress(followup, progress)
+            except Exception:
+                log.exception("follow-up progress failed", extra={"correlation_id": followup.correlation_id})
+                continue
+            updates[followup.correlation_id].update(
+                progress_ts=ts or followup.progress_ts, last_update_at=now, last_status=state[0], last_task=state[1]
+            )
+        self._store.update_followups(list(updates.items()))
 
-    def _advance(self, f: FollowUp, instances: dict[str, Instance] | None, note: str | None, now: float) -> None:
+    def _advance(
+        self, f: FollowUp, instances: dict[str, Instance] | None, note: str | None, now: float
+    ) -> tuple[dict[str, object], int | None, Progress, tuple[str | None, str | None]] | None:
+        """Move one follow-up along: None when it has ended, else the changes to store and whether (and how
+        urgently: 0 first message, 1 state change, 2 refresh) its progress message should be updated."""
         elapsed = now - f.started_at
         instance = instances.get(f.instance_id) if instances is not None else None
         polls = f.polls + 1
         seen_busy = f.seen_busy or (instance is not None and instance.task != IDLE_TASK)
         if instances is not None and instance is None:
             self._finish(f, Ending("gone", elapsed, None))
-            return
+            return None
         if instance is not None and instance.task == IDLE_TASK and (seen_busy or polls >= SETTLE_POLLS):
             kind: Literal["healthy", "unhealthy"] = "healthy" if instance.status == HEALTHY_STATUS else "unhealthy"
             self._finish(f, Ending(kind, elapsed, instance))
-            return
+            return None
         if now >= f.deadline:
             self._finish(f, Ending("timeout", elapsed, instance))
-            return
+            return None
         changes: dict[str, object] = {"polls": polls, "seen_busy": seen_busy}
         state = (instance.status, instance.task) if instance else (f.last_status, f.last_task)
-        due = f.last_update_at is None or now - f.last_update_at >= self._progress_every
-        if f.progress_ts is None or state != (f.last_status, f.last_task) or due:
-            ts = self._notifier.progress(f, Progress(elapsed, instance, note))
-            changes.update(progress_ts=ts or f.progress_ts, last_update_at=now)
-            changes.update(last_status=state[0], last_task=state[1])
-        self._store.update_followup(f.correlation_id, **changes)
+        priority: int | None = None
+        if f.progress_ts is None:
+            priority = 0
+        elif state != (f.last_status, f.last_task):
+            priority = 1
+        elif f.last_update_at is None or now - f.last_update_at >= self._progress_every:
+            priority = 2
+        return changes, priority, Progress(elapsed, instance, note), state
 
     def _finish(self, f: FollowUp, ending: Ending) -> None:
         if not self._store.finish_followup(f.correlation_id, ending.kind):

@@ -38,6 +38,10 @@ def build_app(
         signing_secret=signing_secret,
         process_before_response=True,
         request_verification_enabled=signing_secret is not None,
+        # The bot takes commands and interactivity only: no Events API, so no middleware for events.
+        ignoring_self_events_enabled=False,
+        url_verification_enabled=False,
+        attaching_function_token_enabled=False,
     )
     register(app, service=service, work=work, links=links, listing=listing)
     return app

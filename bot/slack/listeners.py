@@ -38,6 +38,7 @@ from bot.dbss.errors import DbssApiError, DbssError
 from bot.dbss.models import Instance
 from bot.slack import messages
 from bot.slack.messages import Links
+from bot.slack.priority import AcksFirst
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +66,14 @@ def _dbss_unavailable(err: DbssError) -> str:
 def register(app: App, *, service: RebootService, work: Executor, links: Links, listing: SharedListing) -> None:
     """Wire the slash command, the picker and the card's buttons onto the app."""
     policy = service.policy
+    acks_first = AcksFirst()
+    app.use(acks_first.middleware)
 
     def in_background(correlation_id: str, respond: Respond, job: Callable[[], None]) -> None:
         """Run slow work off the acknowledging path; an unexpected error is logged and told to the person."""
 
         def run() -> None:
+            acks_first.yield_to_acks()
             try:
                 job()
             except Exception:

@@ -113,3 +113,22 @@ def test_commands_ack_in_milliseconds_with_200_follow_ups(
         assert max(timings) < 1.0, timings  # waiting on the 1 s list call even once would show here
     finally:
         h.stop()
+
+
+def test_progress_messages_are_budgeted_per_tick(tmp_path: Path, fake_dbss: FakeDbss) -> None:
+    """Fifty follow-ups: at most ten progress messages a tick (Slack rate-limits chat.update); all get one."""
+    store = StateStore(tmp_path / "s.sqlite3")
+    start_followups(fake_dbss, store, 50, polls=10_000)
+    notifier = RecordingNotifier()
+    with DbssClient(
+        base_url=fake_dbss.url, project_id=PROJECT_ID, auth=TokenAuth("good-token"), timeout_seconds=5
+    ) as c:
+        follower = Follower(dbss=c, store=store, notifier=notifier, interval_seconds=60, progress_budget=10)
+        follower.tick()
+        assert len(notifier.progress_calls) == 10
+        for _ in range(4):
+            follower.tick()
+    assert len(notifier.progress_calls) == 50
+    assert {cid for cid, _ in notifier.progress_calls} == {f"c{n}" for n in range(50)}
+    assert all(f.progress_ts for f in store.active_followups())
+    store.close()
