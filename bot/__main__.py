@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import signal
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from bot import logs
-from bot.config import ConfigError, Settings, load_settings
-from bot.wiring import Bot, build, require_slack
+from bot.config import ConfigError, Settings, load_settings, require_slack
+
+if TYPE_CHECKING:
+    from bot.wiring import Bot
 
 log = logging.getLogger("bot")
 
@@ -20,11 +23,15 @@ def serve_http(settings: Settings) -> None:
     """HTTP mode under gunicorn. On SIGTERM, after the requests in hand, the bot is closed: it waits for
     in-flight DBSS calls (bounded by DBSS_TIMEOUT_SECONDS) and leaves unfinished follow-ups in the store."""
     from bot.http_server import serve
-    from bot.slack.app import wsgi_app
 
     running: list[Bot] = []
 
+    # Heavy imports happen in the worker (in load), so gunicorn's master process stays small.
+
     def load() -> Any:
+        from bot.slack.app import wsgi_app
+        from bot.wiring import build
+
         bot = build(settings)
         running.append(bot)
         return wsgi_app(bot.app)
@@ -39,6 +46,8 @@ def serve_http(settings: Settings) -> None:
 def serve_socket_mode(settings: Settings) -> None:
     """Socket Mode until SIGTERM or SIGINT; then stop taking commands and finish the work in hand."""
     from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    from bot.wiring import build
 
     assert settings.slack_app_token is not None
     stop = threading.Event()
@@ -55,18 +64,133 @@ def serve_socket_mode(settings: Settings) -> None:
     log.info("stopped")
 
 
+def run_demo(*, reboot_seconds: float, inp: TextIO = sys.stdin, out: TextIO = sys.stdout) -> int:
+    """The terminal demo against the built-in simulator: no Slack workspace, no cloud account."""
+    from bot.console import Console
+    from bot.core.confirmation import ConfirmationSigner
+    from bot.core.policy import AccessPolicy
+    from bot.core.reboots import RebootService
+    from bot.core.store import StateStore
+    from bot.dbss import DbssClient, TokenAuth
+    from bot.simulator import DEMO_PROJECT_ID, DEMO_TOKEN, DbssSimulator, with_demo_instances
+
+    simulator = with_demo_instances(
+        DbssSimulator(project_id=DEMO_PROJECT_ID, tokens=(DEMO_TOKEN,), reboot_seconds=reboot_seconds)
+    )
+    simulator.record = False
+    simulator.delays.update({"list": 0.2, "reboot": 0.4})  # roughly what a real region answers in
+    simulator.start()
+    user = getpass.getuser() or "you"
+    out.write(f"DBSS reboot bot, demo: a built-in DBSS simulator at {simulator.url}, project {DEMO_PROJECT_ID}.\n")
+    store = StateStore(":memory:")
+    try:
+        with DbssClient(
+            base_url=simulator.url, project_id=DEMO_PROJECT_ID, auth=TokenAuth(DEMO_TOKEN), timeout_seconds=10
+        ) as client:
+            service = RebootService(
+                dbss=client,
+                project_id=DEMO_PROJECT_ID,
+                store=store,
+                policy=AccessPolicy(frozenset({user}), frozenset()),
+                signer=ConfirmationSigner(store.confirmation_key()),
+                confirm_ttl_seconds=300,
+                followup_timeout_seconds=120,
+            )
+            return Console(service=service, user=user, poll_interval=1.0, inp=inp, out=out).run()
+    finally:
+        store.close()
+        simulator.stop()
+
+
+def run_console(settings: Settings) -> int:
+    """Break-glass: the same conversation against the configured DBSS, recorded in the same audit trail."""
+    from bot.console import Console
+    from bot.core.confirmation import ConfirmationSigner
+    from bot.core.policy import AccessPolicy
+    from bot.core.reboots import RebootService
+    from bot.core.store import StateStore
+    from bot.dbss import build_client
+
+    user = f"console:{getpass.getuser()}"
+    print(f"Break-glass console for project {settings.dbss_project_id} at {settings.dbss_base_url}, as {user}.")
+    store = StateStore(settings.bot_state_path)
+    try:
+        with build_client(settings) as client:
+            service = RebootService(
+                dbss=client,
+                project_id=settings.dbss_project_id,
+                store=store,
+                policy=AccessPolicy(frozenset({user}), frozenset()),  # whoever holds the credentials is at the keyboard
+                signer=ConfirmationSigner(store.confirmation_key()),
+                confirm_ttl_seconds=settings.bot_confirm_ttl_seconds,
+                followup_timeout_seconds=settings.bot_poll_timeout_seconds,
+                cooldown_seconds=settings.bot_cooldown_seconds,
+                require_second_approver=settings.bot_require_second_approver,
+            )
+            return Console(service=service, user=user, poll_interval=settings.bot_poll_interval_seconds).run()
+    finally:
+        store.close()
+
+
+def run_simulator(*, host: str, port: int, reboot_seconds: float, ak: str | None, sk: str | None) -> int:
+    """The DBSS + IAM simulator on its own, for trying a Slack-connected bot without a cloud account."""
+    from bot.simulator import DEMO_PROJECT_ID, DEMO_TOKEN, DbssSimulator, with_demo_instances
+
+    simulator = with_demo_instances(
+        DbssSimulator(
+            project_id=DEMO_PROJECT_ID,
+            tokens=(DEMO_TOKEN,),
+            aksk={ak: sk} if ak and sk else None,
+            reboot_seconds=reboot_seconds,
+        )
+    )
+    simulator.record = False
+    simulator.start(host=host, port=port)
+    print("DBSS simulator listening. Point the bot at it with:", flush=True)
+    print(f"  DBSS_ENDPOINT={simulator.url} DBSS_PROJECT_ID={DEMO_PROJECT_ID} DBSS_AUTH_TOKEN={DEMO_TOKEN}", flush=True)
+    if ak and sk:
+        print(f"  or, signed: DBSS_AK={ak} DBSS_SK=<the --sk you gave> instead of DBSS_AUTH_TOKEN", flush=True)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+    simulator.stop()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot", description="Reboot DBSS audit instances from Slack.")
     parser.add_argument(
         "mode",
         nargs="?",
-        choices=["http", "socket"],
-        help="default: Socket Mode when SLACK_APP_TOKEN is set, HTTP mode otherwise",
+        choices=["http", "socket", "demo", "console", "check", "simulator"],
+        help="http or socket: run the bot (default: Socket Mode when SLACK_APP_TOKEN is set, else HTTP); "
+        "demo: a terminal demo on a built-in DBSS simulator; console: the same against the configured DBSS "
+        "(break-glass); check: validate the configuration and reach Slack, IAM and DBSS; simulator: run the "
+        "DBSS simulator alone",
     )
+    parser.add_argument("--host", default="127.0.0.1", help="simulator: address to listen on")
+    parser.add_argument("--port", type=int, default=0, help="simulator: port to listen on (0: any free port)")
+    parser.add_argument("--reboot-seconds", type=float, default=8.0, help="demo, simulator: how long a reboot takes")
+    parser.add_argument("--ak", help="simulator: also accept requests signed with this access key...")
+    parser.add_argument("--sk", help="simulator: ...and this secret key")
     args = parser.parse_args(argv)
+    if args.mode == "demo":
+        return run_demo(reboot_seconds=args.reboot_seconds)
+    if args.mode == "simulator":
+        return run_simulator(host=args.host, port=args.port, reboot_seconds=args.reboot_seconds, ak=args.ak, sk=args.sk)
     try:
         settings = load_settings()
-        logs.configure(settings.log_format)
+        logs.configure(
+            settings.log_format if args.mode in ("http", "socket", None) else "text",
+            logging.WARNING if args.mode in ("check", "console") else logging.INFO,
+        )
+        if args.mode == "check":
+            from bot import check
+
+            return check.run(settings, sys.stdout)
+        if args.mode == "console":
+            return run_console(settings)
         http = args.mode == "http" or (args.mode is None and not settings.socket_mode)
         require_slack(settings, http=http)
     except ConfigError as err:

@@ -193,3 +193,14 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as err:
         raise ConfigError(describe(err)) from None
+
+
+def require_slack(settings: Settings, *, http: bool) -> None:
+    """Slack settings the chosen mode needs, named in one message if missing."""
+    missing = [] if settings.slack_bot_token else ["SLACK_BOT_TOKEN (the bot token, xoxb-...)"]
+    if http and not settings.slack_signing_secret:
+        missing.append("SLACK_SIGNING_SECRET (required in HTTP mode; or set SLACK_APP_TOKEN for Socket Mode)")
+    if not http and not settings.slack_app_token:
+        missing.append("SLACK_APP_TOKEN (the app-level token, xapp-..., required in Socket Mode)")
+    if missing:
+        raise ConfigError("Invalid configuration:\n" + "\n".join(f"  - {m} is required" for m in missing))

@@ -114,12 +114,22 @@ class Harness:
         return self.http.post("/slack/events", content=body.encode(), headers=all_headers)
 
     def command(self, text: str, *, user: str = ALICE, channel: str = INCIDENTS) -> httpx.Response:
-        body = urlencode({
-            "token": "deprecated-verification-token", "team_id": "T1", "team_domain": "acme",
-            "channel_id": channel, "channel_name": "incident", "user_id": user, "user_name": user.lower(),
-            "command": "/dbss-reboot", "text": text, "api_app_id": "A1", "response_url": self.hook_url(),
-            "trigger_id": "1.2.3",
-        })  # fmt: skip
+        body = urlencode(
+            {
+                "token": "deprecated-verification-token",
+                "team_id": "T1",
+                "team_domain": "acme",
+                "channel_id": channel,
+                "channel_name": "incident",
+                "user_id": user,
+                "user_name": user.lower(),
+                "command": "/dbss-reboot",
+                "text": text,
+                "api_app_id": "A1",
+                "response_url": self.hook_url(),
+                "trigger_id": "1.2.3",
+            }
+        )
         return self.post(body)
 
     def click_payload(
@@ -136,9 +146,16 @@ class Harness:
             "channel": {"id": channel, "name": "incident"},
             "message": {"type": "message", "ts": card.ts, "text": card.text, "blocks": card.blocks, "user": "UBOT"},
             "response_url": self.hook_url(),
-            "actions": [{"action_id": action_id, "block_id": "dbss_reboot_actions", "value": value,
-                         "type": "button", "action_ts": str(time.time())}],
-        }  # fmt: skip
+            "actions": [
+                {
+                    "action_id": action_id,
+                    "block_id": "dbss_reboot_actions",
+                    "value": value,
+                    "type": "button",
+                    "action_ts": str(time.time()),
+                }
+            ],
+        }
 
     def click(
         self, action_id: str, *, user: str = ALICE, card: Any, value: Any = None, channel: str | None = None

@@ -24,9 +24,13 @@ ROOT = Path(__file__).resolve().parent.parent
 def run_bot(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
     base = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
-        [sys.executable, "-m", "bot", *args], env={**base, **env}, cwd=cwd,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "bot", *args],
+        env={**base, **env},
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_missing_configuration_is_one_clear_message(tmp_path: Path) -> None:
@@ -56,11 +60,16 @@ def test_http_mode_serves_healthz_and_signed_commands(
     """The real entry point under gunicorn: /healthz is 200, a signed command is acked and the card is posted."""
     port = free_port()
     env = {
-        "DBSS_PROJECT_ID": PROJECT_ID, "DBSS_ENDPOINT": fake_dbss.url, "DBSS_AUTH_TOKEN": "good-token",
-        "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": f"{fake_slack.url}/api/", "PORT": str(port), "BOT_ALLOWED_USERS": ALICE,
+        "DBSS_PROJECT_ID": PROJECT_ID,
+        "DBSS_ENDPOINT": fake_dbss.url,
+        "DBSS_AUTH_TOKEN": "good-token",
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": f"{fake_slack.url}/api/",
+        "PORT": str(port),
+        "BOT_ALLOWED_USERS": ALICE,
         "BOT_STATE_PATH": str(tmp_path / "state.sqlite3"),
-    }  # fmt: skip
+    }
     proc = run_bot([], env, tmp_path)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
@@ -73,8 +82,16 @@ def test_http_mode_serves_healthz_and_signed_commands(
                     return False
 
             eventually(healthy, timeout=30, what="the bot to listen")
-            body = urlencode({"command": "/dbss-reboot", "text": INSTANCE_ID, "user_id": ALICE, "channel_id": INCIDENTS,
-                              "team_id": "T1", "response_url": f"{fake_slack.url}/hooks/1"})  # fmt: skip
+            body = urlencode(
+                {
+                    "command": "/dbss-reboot",
+                    "text": INSTANCE_ID,
+                    "user_id": ALICE,
+                    "channel_id": INCIDENTS,
+                    "team_id": "T1",
+                    "response_url": f"{fake_slack.url}/hooks/1",
+                }
+            )
             started = time.monotonic()
             form = {"Content-Type": "application/x-www-form-urlencoded"}
             response = http.post("/slack/events", content=body, headers={**form, **sign(body)})
@@ -101,10 +118,17 @@ def test_sigterm_finishes_the_reboot_in_hand_and_keeps_the_follow_up(
     port = free_port()
     state = tmp_path / "state.sqlite3"
     env = {
-        "DBSS_PROJECT_ID": PROJECT_ID, "DBSS_ENDPOINT": fake_dbss.url, "DBSS_AUTH_TOKEN": "good-token",
-        "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": f"{fake_slack.url}/api/",
-        "PORT": str(port), "BOT_ALLOWED_USERS": ALICE, "BOT_STATE_PATH": str(state), "BOT_POLL_INTERVAL_SECONDS": "60",
-    }  # fmt: skip
+        "DBSS_PROJECT_ID": PROJECT_ID,
+        "DBSS_ENDPOINT": fake_dbss.url,
+        "DBSS_AUTH_TOKEN": "good-token",
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": f"{fake_slack.url}/api/",
+        "PORT": str(port),
+        "BOT_ALLOWED_USERS": ALICE,
+        "BOT_STATE_PATH": str(state),
+        "BOT_POLL_INTERVAL_SECONDS": "60",
+    }
     fake_dbss.delays["reboot"] = 1.5
     proc = run_bot(["http"], env, tmp_path)
     form = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -119,17 +143,29 @@ def test_sigterm_finishes_the_reboot_in_hand_and_keeps_the_follow_up(
                     return False
 
             eventually(healthy, timeout=30, what="the bot to listen")
-            body = urlencode({"command": "/dbss-reboot", "text": INSTANCE_ID, "user_id": ALICE, "channel_id": INCIDENTS,
-                              "team_id": "T1", "response_url": f"{fake_slack.url}/hooks/1"})  # fmt: skip
+            body = urlencode(
+                {
+                    "command": "/dbss-reboot",
+                    "text": INSTANCE_ID,
+                    "user_id": ALICE,
+                    "channel_id": INCIDENTS,
+                    "team_id": "T1",
+                    "response_url": f"{fake_slack.url}/hooks/1",
+                }
+            )
             http.post("/slack/events", content=body, headers={**form, **sign(body)})
             eventually(lambda: fake_slack.messages, timeout=10, what="the card")
             card = next(iter(fake_slack.messages.values()))
             payload = {
-                "type": "block_actions", "user": {"id": ALICE}, "team": {"id": "T1"}, "channel": {"id": INCIDENTS},
+                "type": "block_actions",
+                "user": {"id": ALICE},
+                "team": {"id": "T1"},
+                "channel": {"id": INCIDENTS},
                 "container": {"type": "message", "message_ts": card.ts, "channel_id": INCIDENTS},
-                "message": {"ts": card.ts, "blocks": card.blocks}, "response_url": f"{fake_slack.url}/hooks/2",
+                "message": {"ts": card.ts, "blocks": card.blocks},
+                "response_url": f"{fake_slack.url}/hooks/2",
                 "actions": [{"action_id": "dbss_reboot_confirm", "value": button_value(card, "dbss_reboot_confirm")}],
-            }  # fmt: skip
+            }
             click = urlencode({"payload": json.dumps(payload)})
             assert http.post("/slack/events", content=click, headers={**form, **sign(click)}).status_code == 200
             eventually(lambda: fake_dbss.reboot_requests(), timeout=10, what="the reboot to be in flight")

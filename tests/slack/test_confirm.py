@@ -259,8 +259,15 @@ def test_audit_trail_is_append_only(harness: Harness) -> None:
 def test_socket_mode_dispatch_runs_the_same_flow(harness: Harness) -> None:
     """Through Bolt's Socket Mode dispatch (no signature), command and click give the same card and reboot."""
     app = harness.bot.app
-    command = {"command": "/dbss-reboot", "text": OTHER_ID, "user_id": ALICE, "channel_id": INCIDENTS,
-               "team_id": "T1", "response_url": harness.hook_url(), "trigger_id": "1.2.3"}  # fmt: skip
+    command = {
+        "command": "/dbss-reboot",
+        "text": OTHER_ID,
+        "user_id": ALICE,
+        "channel_id": INCIDENTS,
+        "team_id": "T1",
+        "response_url": harness.hook_url(),
+        "trigger_id": "1.2.3",
+    }
     response = app.dispatch(BoltRequest(body=command, mode="socket_mode"))
     assert response.status == 200
     card = harness.wait_for_card()
@@ -275,8 +282,12 @@ def test_socket_mode_dispatch_runs_the_same_flow(harness: Harness) -> None:
 
 def test_click_with_missing_fields_gets_an_answer_not_a_crash(harness: Harness) -> None:
     """A block_actions payload without user or channel is refused cleanly (200, no DBSS call)."""
-    payload = {"type": "block_actions", "actions": [{"action_id": "dbss_reboot_confirm", "value": "x"}],
-               "response_url": harness.hook_url(), "team": {"id": "T1"}}  # fmt: skip
+    payload = {
+        "type": "block_actions",
+        "actions": [{"action_id": "dbss_reboot_confirm", "value": "x"}],
+        "response_url": harness.hook_url(),
+        "team": {"id": "T1"},
+    }
     response = harness.post(urlencode({"payload": json.dumps(payload)}))
     assert response.status_code == 200
     harness.drain()

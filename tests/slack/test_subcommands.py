@@ -20,8 +20,15 @@ def test_status_shows_state_version_region_and_last_reboot(harness: Harness) -> 
     """`status <id>` answers privately with name, status, task, version, region and the last reboot."""
     assert harness.command(f"status {INSTANCE_ID}").text == ""
     text = harness.wait_for_hook()
-    for fragment in ["audit-prod-1", INSTANCE_ID, "*ACTIVE*", "*NO_TASK*", "23.04.18.102306", "cn-north-4",
-                     "No reboot by this bot on record"]:  # fmt: skip
+    for fragment in [
+        "audit-prod-1",
+        INSTANCE_ID,
+        "*ACTIVE*",
+        "*NO_TASK*",
+        "23.04.18.102306",
+        "cn-north-4",
+        "No reboot by this bot on record",
+    ]:
         assert fragment in text
     assert hook_bodies(harness)[0]["response_type"] == "ephemeral"
     card = harness.command(INSTANCE_ID) and harness.wait_for_card()
@@ -97,12 +104,23 @@ def test_empty_command_shows_a_picker_and_picking_posts_the_card(harness: Harnes
     labels = {o["value"]: o["text"]["text"] for o in select["options"]}
     assert labels[INSTANCE_ID] == "audit-prod-1 · ACTIVE/NO_TASK" and labels[OTHER_ID].endswith("ACTIVE/rebooting")
     payload = {
-        "type": "block_actions", "user": {"id": ALICE}, "team": {"id": "T1"}, "api_app_id": "A1",
-        "channel": {"id": INCIDENTS}, "container": {"type": "message", "is_ephemeral": True, "channel_id": INCIDENTS},
-        "response_url": harness.hook_url(), "trigger_id": "1.2",
-        "actions": [{"action_id": "dbss_reboot_pick", "block_id": "dbss_reboot_picker", "type": "static_select",
-                     "selected_option": {"value": INSTANCE_ID, "text": {"type": "plain_text", "text": "x"}}}],
-    }  # fmt: skip
+        "type": "block_actions",
+        "user": {"id": ALICE},
+        "team": {"id": "T1"},
+        "api_app_id": "A1",
+        "channel": {"id": INCIDENTS},
+        "container": {"type": "message", "is_ephemeral": True, "channel_id": INCIDENTS},
+        "response_url": harness.hook_url(),
+        "trigger_id": "1.2",
+        "actions": [
+            {
+                "action_id": "dbss_reboot_pick",
+                "block_id": "dbss_reboot_picker",
+                "type": "static_select",
+                "selected_option": {"value": INSTANCE_ID, "text": {"type": "plain_text", "text": "x"}},
+            }
+        ],
+    }
     assert harness.post(urlencode({"payload": json.dumps(payload)})).status_code == 200
     card = harness.wait_for_card()
     assert INSTANCE_ID in str(card.blocks) and f"<@{ALICE}>" in str(card.blocks)
@@ -121,9 +139,14 @@ def test_picker_refuses_people_off_the_allow_list(harness: Harness) -> None:
 def test_forged_picker_value_is_refused(harness: Harness) -> None:
     """A select value that is not an instance ID is refused; a forged pick by an outsider gets no card."""
     for user, value in [(ALICE, "../../etc"), (MALLORY, INSTANCE_ID)]:
-        payload = {"type": "block_actions", "user": {"id": user}, "team": {"id": "T1"}, "channel": {"id": INCIDENTS},
-                   "response_url": harness.hook_url(),
-                   "actions": [{"action_id": "dbss_reboot_pick", "selected_option": {"value": value}}]}  # fmt: skip
+        payload = {
+            "type": "block_actions",
+            "user": {"id": user},
+            "team": {"id": "T1"},
+            "channel": {"id": INCIDENTS},
+            "response_url": harness.hook_url(),
+            "actions": [{"action_id": "dbss_reboot_pick", "selected_option": {"value": value}}],
+        }
         harness.post(urlencode({"payload": json.dumps(payload)}))
     eventually(lambda: any("not a DBSS instance ID" in t for t in harness.slack.hook_texts()), what="ID refusal")
     eventually(lambda: any("allow-list" in t for t in harness.slack.hook_texts()), what="allow-list refusal")

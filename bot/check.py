@@ -1,0 +1,190 @@
+"""`python -m bot check`: validate the configuration and reach Slack, IAM and DBSS; a fix for each failure."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import httpx
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.config import Settings
+from bot.core.store import StateStore
+from bot.dbss import DbssApiError, DbssNotSent, DbssOutcomeUnknown, IamPasswordAuth, build_client
+from bot.dbss.errors import DbssError, DbssThrottled
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    warning: bool = False
+
+
+SLACK_FIXES = {
+    "invalid_auth": "SLACK_BOT_TOKEN is wrong: copy the Bot User OAuth Token (xoxb-...) from OAuth & Permissions.",
+    "not_authed": "SLACK_BOT_TOKEN is empty.",
+    "token_revoked": "The app was uninstalled or the token revoked: reinstall the app and copy the new token.",
+    "account_inactive": "The bot user was deactivated: reinstall the app.",
+}
+
+
+def check_slack(settings: Settings) -> Result:
+    if settings.slack_bot_token is None:
+        return Result("Slack", False, "SLACK_BOT_TOKEN is not set", "Set SLACK_BOT_TOKEN to the bot token (xoxb-...).")
+    client = WebClient(token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url, timeout=10)
+    try:
+        answer = client.auth_test()
+    except SlackApiError as err:
+        error = str(err.response.get("error", "unknown_error"))
+        return Result("Slack", False, f"auth.test failed: {error}", SLACK_FIXES.get(error, "Check SLACK_BOT_TOKEN."))
+    except OSError as err:
+        return Result(
+            "Slack",
+            False,
+            f"cannot reach {settings.slack_api_url} ({type(err).__name__})",
+            "Check SLACK_API_URL and the network path (proxy, firewall) to Slack.",
+        )
+    return Result("Slack", True, f"bot @{answer.get('user')} in workspace {answer.get('team')} ({answer.get('url')})")
+
+
+def check_slack_mode(settings: Settings) -> Result:
+    if settings.socket_mode:
+        assert settings.slack_app_token is not None
+        if not settings.slack_app_token.get_secret_value().startswith("xapp-"):
+            return Result(
+                "Slack mode",
+                False,
+                "SLACK_APP_TOKEN does not start with xapp-",
+                "Create an app-level token with connections:write (Basic Information > App-Level Tokens).",
+            )
+        return Result("Slack mode", True, "Socket Mode (SLACK_APP_TOKEN is set)")
+    if settings.slack_signing_secret is None:
+        return Result(
+            "Slack mode",
+            False,
+            "HTTP mode without SLACK_SIGNING_SECRET",
+            "Set SLACK_SIGNING_SECRET (Basic Information > App Credentials), or SLACK_APP_TOKEN for Socket Mode.",
+        )
+    return Result("Slack mode", True, f"HTTP mode on port {settings.port} (POST /slack/events, GET /healthz)")
+
+
+def _dbss_fix(err: DbssError) -> str:
+    if isinstance(err, DbssNotSent):
+        return "Check DBSS_ENDPOINT (or DBSS_REGION) and the network path to it."
+    if isinstance(err, DbssOutcomeUnknown):
+        return "DBSS did not answer in time: check the endpoint, or raise DBSS_TIMEOUT_SECONDS."
+    if isinstance(err, DbssThrottled):
+        return "APIGW.0308: throttled. Wait a minute and run the check again."
+    if isinstance(err, DbssApiError):
+        code = err.gateway_code
+        if code in ("0301", "0305", "0307"):
+            return (
+                f"The credentials were refused (APIGW.{code}): check DBSS_AUTH_TOKEN or DBSS_AK/DBSS_SK, and that "
+                "a token was issued for this region."
+            )
+        if code in ("0302", "0306") or err.status_code == 403:
+            return "The credentials lack permission: grant the IAM user DBSS read and reboot rights in this project."
+        if code == "0101" or err.status_code == 404:
+            return "The API was not found: check DBSS_ENDPOINT and DBSS_REGION."
+        if code == "0310":
+            return "The project is unavailable: check DBSS_PROJECT_ID."
+    return "See the error above and the README's troubleshooting section."
+
+
+def check_iam(settings: Settings) -> Result | None:
+    if settings.credential_kind != "iam":
+        return None
+    assert settings.dbss_iam_domain and settings.dbss_iam_user and settings.dbss_iam_password
+    with httpx.Client(base_url=settings.dbss_iam_endpoint, timeout=settings.dbss_timeout_seconds) as iam:
+        auth = IamPasswordAuth(
+            iam_client=iam,
+            domain=settings.dbss_iam_domain,
+            user=settings.dbss_iam_user,
+            password=settings.dbss_iam_password.get_secret_value(),
+            project_id=settings.dbss_project_id,
+        )
+        try:
+            auth.token()
+        except DbssApiError as err:
+            return Result(
+                "IAM login",
+                False,
+                f"HTTP {err.status_code}: {err.error_msg}",
+                "Check DBSS_IAM_DOMAIN (the account name), DBSS_IAM_USER and DBSS_IAM_PASSWORD, and that the user "
+                "is enabled.",
+            )
+        except DbssError as err:
+            return Result("IAM login", False, str(err), "Check DBSS_IAM_ENDPOINT and the network path to it.")
+    return Result("IAM login", True, f"token issued for {settings.dbss_iam_user} in project {settings.dbss_project_id}")
+
+
+def check_dbss(settings: Settings) -> Result:
+    with build_client(settings) as client:
+        try:
+            instances = client.list_instances()
+        except DbssError as err:
+            return Result("DBSS", False, f"listing instances failed: {err}", _dbss_fix(err))
+    return Result(
+        "DBSS",
+        True,
+        f"{len(instances)} audit instance(s) visible in project {settings.dbss_project_id} at {settings.dbss_base_url}",
+    )
+
+
+def check_state(settings: Settings) -> Result:
+    path = Path(settings.bot_state_path)
+    try:  # opening creates the file and its key, as the bot's first start would
+        store = StateStore(path)
+        store.confirmation_key()
+        store.close()
+    except Exception as err:  # any failure here means the bot could not keep its single-use guarantee
+        return Result(
+            "State", False, f"{path}: {err}", "Point BOT_STATE_PATH at a writable file on a persistent volume."
+        )
+    return Result("State", True, f"{path} is writable")
+
+
+def check_policy(settings: Settings) -> Result:
+    if not settings.bot_allowed_users:
+        return Result(
+            "Allow-list",
+            False,
+            "BOT_ALLOWED_USERS is empty: nobody can reboot",
+            "List the on-call engineers' Slack user IDs (or a user group S...) in BOT_ALLOWED_USERS.",
+            warning=True,
+        )
+    channels = ", ".join(settings.bot_allowed_channels) or "any channel"
+    return Result("Allow-list", True, f"{len(settings.bot_allowed_users)} user(s) or group(s); channels: {channels}")
+
+
+CHECKS: list[Callable[[Settings], Result | None]] = [
+    check_slack_mode,
+    check_slack,
+    check_iam,
+    check_dbss,
+    check_state,
+    check_policy,
+]
+
+
+def run(settings: Settings, out: TextIO) -> int:
+    """Print one line per check, with a fix under each failure; 1 if anything failed, else 0."""
+    failed = False
+    out.write(f"Configuration: OK (DBSS credentials: {settings.credential_kind})\n")
+    for check in CHECKS:
+        result = check(settings)
+        if result is None:
+            continue
+        mark = "OK  " if result.ok else ("WARN" if result.warning else "FAIL")
+        out.write(f"{result.name}: {mark} {result.detail}\n")
+        if not result.ok:
+            out.write(f"    fix: {result.fix}\n")
+            failed = failed or not result.warning
+    out.write("All checks passed.\n" if not failed else "Some checks failed; see the fixes above.\n")
+    return 1 if failed else 0

@@ -1,0 +1,303 @@
+"""A DBSS + IAM simulator honouring the documented contract: the test fake, the demo and `python -m bot simulator`.
+
+Routes: both reboot paths, the v2 instance list with paging, and IAM password login. Every answer carries
+X-Request-Id. DBSS routes check an X-Auth-Token or an SDK-HMAC-SHA256 signature the way the API gateway
+does, and answer with the gateway's flat error body when they fail.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from bot.dbss import signing
+from bot.simulator.http import Answer, LoopbackServer, Received, request_id
+
+REBOOT_RE = re.compile(r"^/v1/(?P<pid>[^/]+)/(?:dbss/)?audit/instance/reboot$")
+LIST_RE = re.compile(r"^/v2/(?P<pid>[^/]+)/audit/instances$")
+IAM_PATH = "/v3/auth/tokens"
+
+Route = Literal["reboot", "list", "iam"]
+
+
+@dataclass
+class SimInstance:
+    id: str
+    name: str
+    status: str = "ACTIVE"
+    task: str = "NO_TASK"
+    version: str = "23.04.18.102306"
+    region: str = "cn-north-4"
+    rebooting_polls_left: int = 0
+    rebooting_until: float | None = None
+    end_status: str = "ACTIVE"
+    reboot_error: tuple[int, str, str] | None = None  # (HTTP status, error_code, error_msg) DBSS answers a reboot with
+
+
+class DbssSimulator(LoopbackServer):
+    """DBSS and IAM on one loopback server. Tests script errors and delays and read `received`."""
+
+    def __init__(
+        self,
+        *,
+        project_id: str = "0123456789abcdef0123456789abcdef",
+        tokens: tuple[str, ...] = ("good-token",),
+        aksk: dict[str, str] | None = None,
+        iam_users: dict[tuple[str, str], str] | None = None,
+        reboot_polls: int = 2,
+        reboot_seconds: float | None = None,
+        error_shape: Literal["A", "B"] = "A",
+        camel_case: bool = False,
+    ) -> None:
+        super().__init__()
+        self.project_id = project_id
+        self.tokens = set(tokens)
+        self.expired_tokens: set[str] = set()
+        self.aksk = dict(aksk or {})
+        self.iam_users = dict(iam_users or {})
+        self.reboot_polls = reboot_polls
+        self.reboot_seconds = reboot_seconds  # set: a reboot lasts this long in wall-clock time (demo, standalone)
+        self.error_shape = error_shape
+        self.camel_case = camel_case
+        self.instances: dict[str, SimInstance] = {}
+        self.scripted: dict[Route, deque[Answer | None]] = defaultdict(deque)
+        self.delays: dict[Route, float] = defaultdict(float)
+        self.logins = 0
+        self.reboots_done: list[str] = []
+
+    # --- set-up helpers for tests -------------------------------------------------------------------
+
+    def add_instance(self, instance_id: str, name: str = "audit-1", **fields: Any) -> SimInstance:
+        instance = SimInstance(id=instance_id, name=name, **fields)
+        with self.lock:
+            self.instances[instance_id] = instance
+        return instance
+
+    def script(self, route: Route, answer: Answer | None) -> None:
+        """The next call to `route` gets this answer (None: the connection is dropped without one)."""
+        with self.lock:
+            self.scripted[route].append(answer)
+
+    def dbss_error(self, status: int, code: str, msg: str) -> Answer:
+        """A DBSS error in the configured shape (A nested, B flat)."""
+        if self.error_shape == "A":
+            return Answer(status, {"error": {"error_code": code, "error_msg": msg}})
+        return Answer(
+            status,
+            {"error_code": code, "error_msg": msg, "encoded_authorization_message": "", "details": []},
+        )
+
+    @staticmethod
+    def gateway_error(status: int, code: str, msg: str) -> Answer:
+        rid = request_id()
+        return Answer(status, {"error_code": code, "error_msg": msg, "request_id": rid}, {"X-Request-Id": rid})
+
+    def reboot_requests(self) -> list[Received]:
+        with self.lock:
+            return [r for r in self.received if REBOOT_RE.match(r.path)]
+
+    def list_requests(self) -> list[Received]:
+        with self.lock:
+            return [r for r in self.received if LIST_RE.match(r.path)]
+
+    # --- the server ---------------------------------------------------------------------------------
+
+    def handle(self, request: Received) -> Answer | None:
+        m = REBOOT_RE.match(request.path) if request.method == "POST" else LIST_RE.match(request.path)
+        if request.method == "POST" and request.path == IAM_PATH:
+            route: Route = "iam"
+        elif request.method == "POST" and m:
+            route = "reboot"
+        elif request.method == "GET" and m:
+            route = "list"
+        else:
+            return self._with_id(
+                self.gateway_error(
+                    404, "APIGW.0101", "The API does not exist or has not been published in the environment"
+                )
+            )
+        if self.delays[route]:
+            self.wait(self.delays[route])
+        if route == "iam":
+            return self._with_id(self._iam(request))
+        denied = self._authenticate(request)
+        if denied is not None:
+            return self._with_id(denied)
+        with self.lock:
+            if self.scripted[route]:
+                scripted = self.scripted[route].popleft()
+                return None if scripted is None else self._with_id(scripted)
+        if m is None or m.group("pid") != self.project_id:
+            return self._with_id(self.gateway_error(403, "APIGW.0310", "The project is unavailable"))
+        answer = self._reboot(request) if route == "reboot" else self._list(request)
+        return self._with_id(answer)
+
+    @staticmethod
+    def _with_id(answer: Answer) -> Answer:
+        body_id = answer.body.get("request_id") if isinstance(answer.body, dict) else None
+        answer.headers.setdefault("X-Request-Id", body_id or request_id())
+        return answer
+
+    def _authenticate(self, request: Received) -> Answer | None:
+        authorization = request.headers.get("authorization")
+        if authorization is not None:
+            return self._check_signature(request, authorization)
+        token = request.headers.get("x-auth-token")
+        with self.lock:
+            if token in self.expired_tokens:
+                return self.gateway_error(401, "APIGW.0307", "The token must be updated.")
+            if token is None or token not in self.tokens:
+                return self.gateway_error(
+                    401, "APIGW.0301", "Incorrect IAM authentication information: x-auth-token not found"
+                )
+        return None
+
+    def _check_signature(self, request: Received, authorization: str) -> Answer | None:
+        bad = self.gateway_error(
+            401, "APIGW.0301", "Incorrect IAM authentication information: verify aksk signature fail"
+        )
+        parts = signing.parse_authorization(authorization)
+        if parts is None or parts["Access"] not in self.aksk:
+            return bad
+        signed = parts["SignedHeaders"].split(";")
+        if not {"host", "x-sdk-date"} <= set(signed) or any(h not in request.headers for h in signed):
+            return bad
+        try:
+            sent_at = datetime.strptime(request.headers["x-sdk-date"], signing.DATE_FORMAT).replace(tzinfo=UTC)
+        except ValueError:
+            return bad
+        if abs(datetime.now(UTC) - sent_at) > timedelta(minutes=15):
+            return bad
+        text = signing.string_to_sign(
+            method=request.method,
+            path=request.raw_path.split("?", 1)[0],
+            query=request.query,
+            headers={h: request.headers[h] for h in signed},
+            signed=signed,
+            body=request.body,
+        )
+        expected = signing.signature(self.aksk[parts["Access"]], text)
+        if not secrets.compare_digest(expected, parts["Signature"]):
+            return bad
+        return None
+
+    def _iam(self, request: Received) -> Answer:
+        try:
+            auth = json.loads(request.body)["auth"]
+            user = auth["identity"]["password"]["user"]
+            key = (user["domain"]["name"], user["name"])
+            password = user["password"]
+            project = auth["scope"]["project"]["id"]
+        except (ValueError, KeyError, TypeError):
+            return Answer(400, {"error": {"code": 400, "message": "The request is malformed.", "title": "Bad Request"}})
+        with self.lock:
+            if self.scripted["iam"]:
+                scripted = self.scripted["iam"].popleft()
+                if scripted is not None:
+                    return scripted
+        if self.iam_users.get(key) != password or project != self.project_id:
+            return Answer(
+                401,
+                {"error": {"code": 401, "message": "The username or password is wrong.", "title": "Unauthorized"}},
+            )
+        token = "MII" + secrets.token_urlsafe(48)
+        now = datetime.now(UTC)
+        with self.lock:
+            self.logins += 1
+            self.tokens.add(token)
+        body = {
+            "token": {
+                "expires_at": (now + timedelta(hours=24)).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "issued_at": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "methods": ["password"],
+                "project": {"id": self.project_id, "name": "cn-north-4"},
+                "user": {"name": key[1], "domain": {"name": key[0]}},
+            }
+        }
+        return Answer(201, body, {"X-Subject-Token": token})
+
+    def _reboot(self, request: Received) -> Answer:
+        try:
+            instance_id = json.loads(request.body)["instance_id"]
+            if not isinstance(instance_id, str) or not 32 <= len(instance_id) <= 64:
+                raise ValueError
+        except (ValueError, KeyError, TypeError):
+            return self.dbss_error(400, "DBSS.10000001", "Enter a valid request message")
+        with self.lock:
+            instance = self.instances.get(instance_id)
+            if instance is None:
+                return self.dbss_error(400, "DBSS.10020021", "Invalid request parameter ID.")
+            if instance.status != "ACTIVE" or instance.task != "NO_TASK":
+                return self.dbss_error(400, "DBSS.10020132", "Restarting DBSS instance failed.")
+            if instance.reboot_error is not None:
+                return self.dbss_error(*instance.reboot_error)
+            instance.task = "rebooting"
+            instance.rebooting_polls_left = self.reboot_polls
+            if self.reboot_seconds is not None:
+                instance.rebooting_until = time.time() + self.reboot_seconds
+            self.reboots_done.append(instance_id)
+        return Answer(200, {"result": "success"})
+
+    def _list(self, request: Received) -> Answer:
+        params = request.params
+        try:
+            offset = int(params.get("offset", "0"))
+            limit = int(params.get("limit", "100"))
+            if offset < 0 or not 0 < limit <= 1000:
+                raise ValueError
+        except ValueError:
+            return self.dbss_error(400, "DBSS.10000001", "Enter a valid request message")
+        with self.lock:
+            everything = list(self.instances.values())
+            if offset == 0:  # time passes for rebooting instances with each full read of the list
+                for instance in everything:
+                    if instance.task != "rebooting":
+                        continue
+                    if instance.rebooting_until is not None:
+                        done = time.time() >= instance.rebooting_until
+                    else:
+                        done = instance.rebooting_polls_left <= 0
+                        instance.rebooting_polls_left -= 1
+                    if done:
+                        instance.task = "NO_TASK"
+                        instance.status = instance.end_status
+            page = [self._render(i) for i in everything[offset : offset + limit]]
+        return Answer(200, {"instances": page, "total": len(everything)})
+
+    def _render(self, instance: SimInstance) -> dict[str, Any]:
+        body = {
+            "id": instance.id,
+            "name": instance.name,
+            "status": instance.status,
+            "task": instance.task,
+            "version": instance.version,
+            "region": instance.region,
+            "resource_spec_code": "dbss.audit.low",
+            "charge_model": "Demand",
+            "remain_days": "30",
+        }
+        if self.camel_case:  # Terraform reads both styles: "both camel case and underline style fields will exist"
+            body["chargeModel"] = body.pop("charge_model")
+            body["remainDays"] = body.pop("remain_days")
+            body["resourceSpecCode"] = body.pop("resource_spec_code")
+        return body
+
+
+DEMO_PROJECT_ID = "d3m0d3m0d3m0d3m0d3m0d3m0d3m0d3m0"
+DEMO_TOKEN = "demo-token"  # noqa: S105 - the simulator's published demo token, not a secret
+
+
+def with_demo_instances(simulator: DbssSimulator) -> DbssSimulator:
+    """A handful of instances in the states an on-call engineer meets."""
+    simulator.add_instance("5f1c2a3b4d5e6f708192a3b4c5d6e7f8", "audit-prod-eu")
+    simulator.add_instance("0b6e9d2c4a7f4e1b9c3d5a6b7c8d9e0f", "audit-prod-us")
+    simulator.add_instance("7a1b2c3d-4e5f-4061-8293-a4b5c6d7e8f9", "audit-staging", status="SHUTOFF")
+    legacy = simulator.add_instance("9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b", "audit-legacy")
+    legacy.reboot_error = (400, "DBSS.10020132", "Restarting DBSS instance failed.")  # shows an error in the demo
+    return simulator
