@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from slack_bolt import App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from bot.config import Settings
 from bot.core.confirmation import ConfirmationSigner
@@ -21,7 +22,7 @@ from bot.dbss import build_client
 from bot.slack.app import build_app
 from bot.slack.followups import SlackFollowUpNotifier
 from bot.slack.groups import GroupDirectory
-from bot.slack.messages import Links
+from bot.slack.messages import Links, interrupted_text
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ def build(
     store = StateStore(settings.bot_state_path)
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     client = slack_client or WebClient(token=token, base_url=settings.slack_api_url, timeout=10)
+    # Slack's 429 means the call was not processed: waiting Retry-After and sending again is safe.
+    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
     groups = GroupDirectory(client, (u for u in settings.bot_allowed_users if u.startswith("S")))
     policy = AccessPolicy(
         frozenset(settings.bot_allowed_users), frozenset(settings.bot_allowed_channels), groups.members
@@ -88,9 +91,24 @@ def build(
         notifier=SlackFollowUpNotifier(client),
         interval_seconds=settings.bot_poll_interval_seconds,
     )
+    work.submit(report_interrupted, service, client)
     if follow:
         follower.start()
     return Bot(app=app, service=service, work=work, store=store, follower=follower)
+
+
+def report_interrupted(service: RebootService, client: WebClient) -> None:
+    """Tell each thread whose reboot outcome a crash kept from it (never retrying the reboot)."""
+    for interrupted in service.recover():
+        e = interrupted.entry
+        try:
+            client.chat_postMessage(channel=e.channel or "", thread_ts=e.thread_ts, text=interrupted_text(interrupted))
+            service.outcome_reported(e.correlation_id or "", how="thread, after a restart")
+        except SlackApiError as err:
+            log.error(
+                "could not report an interrupted reboot",
+                extra={"correlation_id": e.correlation_id, "slack_error": err.response.get("error")},
+            )
 
 
 def _team_url(client: WebClient) -> str | None:

@@ -192,11 +192,13 @@ class Harness:
         )
 
     def drain(self) -> None:
-        """Wait for the background work submitted so far."""
-        self.bot.work.submit(lambda: None).result(timeout=10)
-        deadline = time.monotonic() + 10
-        while self.bot.work._work_queue.qsize() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        """Wait until every job queued on the work pool so far has finished: one barrier job per worker can
+        only pass once all workers are free."""
+        workers = self.bot.work._max_workers
+        barrier = threading.Barrier(workers)
+        jobs = [self.bot.work.submit(barrier.wait, 10) for _ in range(workers)]
+        for job in jobs:
+            job.result(timeout=15)
 
 
 def _has_buttons(blocks: list[dict[str, Any]]) -> bool:

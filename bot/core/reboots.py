@@ -11,7 +11,7 @@ from typing import Literal, Protocol
 
 from bot.core.confirmation import Confirmation, ConfirmationSigner, InvalidToken
 from bot.core.policy import AccessPolicy
-from bot.core.store import AuditEntry, FollowUp, Lock, StateStore
+from bot.core.store import AuditEntry, FollowUp, Lock, StateStore, StateUnavailable
 from bot.dbss.client import RebootAccepted
 from bot.dbss.errors import DbssApiError, DbssError, DbssNotSent
 from bot.dbss.models import Instance
@@ -168,6 +168,20 @@ class OutcomeUnknown:
 
     instance_id: str
     detail: str
+
+
+STATE_DOWN = (
+    "The bot's state store is unavailable (locked, read-only or full), so it cannot guarantee that this "
+    "confirmation is used only once. Nothing was done. Tell the platform team (python -m bot check)."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Interrupted:
+    """A reboot whose outcome never reached its thread, found at start-up."""
+
+    entry: AuditEntry
+    unknown: bool  # True: the bot stopped during the DBSS call; False: the outcome was recorded, not reported
 
 
 OfferResult = Offer | Refused | InFlight | CoolingDown | UnknownInstance | NotRebootable
@@ -327,7 +341,18 @@ class RebootService:
     def decide(
         self, *, token: str, clicker: str, channel: str, thread_ts: str, action: Literal["confirm", "cancel"]
     ) -> Decision:
-        """Check a click from scratch: the token, its age, the clicker, the channel; then use it up, once."""
+        """Check a click from scratch: the token, its age, the clicker, the channel; then use it up, once.
+
+        If the state store fails, the answer is a refusal: no single-use guarantee, no reboot."""
+        try:
+            return self._decide(token=token, clicker=clicker, channel=channel, thread_ts=thread_ts, action=action)
+        except StateUnavailable:
+            log.exception("state store unavailable while deciding on a click")
+            return Refused(STATE_DOWN)
+
+    def _decide(
+        self, *, token: str, clicker: str, channel: str, thread_ts: str, action: Literal["confirm", "cancel"]
+    ) -> Decision:
         try:
             c = self._signer.verify(token)
         except InvalidToken:
@@ -380,6 +405,33 @@ class RebootService:
         self._record("confirmed", outcome="confirmed", thread_ts=thread_ts, detail=detail, **audit)
         return Confirmed(c, clicker)
 
+    def outcome_reported(self, correlation_id: str, *, how: str) -> None:
+        """The outcome reached a person (in the thread, or privately): nothing left to recover."""
+        try:
+            self._record("outcome_reported", correlation_id=correlation_id, detail=how)
+        except StateUnavailable:
+            log.exception("could not record that the outcome was reported", extra={"correlation_id": correlation_id})
+
+    def recover(self) -> list[Interrupted]:
+        """At start-up: reboots interrupted by a crash. A DBSS call with no recorded result gets the result
+        'unknown' (never retried); the caller tells each thread."""
+        found = []
+        for entry in self.store.interrupted():
+            unknown = entry.event == "reboot_intent"
+            if unknown:
+                self._record(
+                    "reboot_result",
+                    correlation_id=entry.correlation_id,
+                    user_id=entry.user_id,
+                    instance_id=entry.instance_id,
+                    channel=entry.channel,
+                    thread_ts=entry.thread_ts,
+                    outcome="unknown",
+                    detail="the bot stopped while waiting for DBSS's answer",
+                )
+            found.append(Interrupted(entry, unknown))
+        return found
+
     def execute(self, confirmed: Confirmed, *, thread_ts: str) -> Outcome:
         """Call DBSS once. The intent is recorded before the call and the outcome after it."""
         c = confirmed.confirmation
@@ -390,7 +442,13 @@ class RebootService:
             "channel": c.channel,
             "thread_ts": thread_ts,
         }
-        self._record("reboot_intent", **audit)
+        try:
+            self._record("reboot_intent", **audit)
+        except StateUnavailable:
+            log.exception("state store unavailable before the DBSS call", extra={"correlation_id": c.nonce})
+            return NotSent(
+                c.instance_id, "the bot could not record its intent in the state store, so it did not call DBSS"
+            )
         try:
             accepted = self.dbss.reboot(c.instance_id)
         except DbssApiError as err:

@@ -62,6 +62,13 @@ SELECT_AUDIT = (
 )
 
 
+class StateUnavailable(Exception):
+    """The state store cannot be read or written (locked, read-only, disk full, Redis down).
+
+    The single-use guarantee lives there, so the bot refuses to reboot rather than go on without it.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class Lock:
     """An instance claimed by one reboot until `expires_at` (so a crash cannot lock it forever)."""
@@ -151,6 +158,22 @@ class StateStore:
 
     @contextmanager
     def _transaction(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        try:
+            with self._raw_transaction(durable=durable) as db:
+                yield db
+        except sqlite3.Error as err:
+            raise StateUnavailable(f"state store: {err}") from err
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        try:
+            with self._mutex:
+                yield self._db
+        except sqlite3.Error as err:
+            raise StateUnavailable(f"state store: {err}") from err
+
+    @contextmanager
+    def _raw_transaction(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
         with self._mutex:
             if durable:
                 self._db.execute("PRAGMA synchronous=FULL")
@@ -205,8 +228,8 @@ class StateStore:
             return True, lock
 
     def current_lock(self, instance_id: str) -> Lock | None:
-        with self._mutex:
-            row = self._db.execute(
+        with self._reading() as db:
+            row = db.execute(
                 "SELECT * FROM locks WHERE instance_id = ? AND expires_at > ?", (instance_id, self._clock())
             ).fetchone()
         return Lock(*row) if row else None
@@ -283,6 +306,19 @@ class StateStore:
 
     # --- reading the audit trail ----------------------------------------------------------------------
 
+    def interrupted(self) -> list[AuditEntry]:
+        """Reboot intents with no recorded result (the bot died during the DBSS call), and results that were
+        recorded but never reported: what a restart must tell the threads about."""
+        with self._reading() as db:
+            rows = db.execute(
+                "SELECT at, correlation_id, event, user_id, instance_id, channel, thread_ts, outcome, "
+                "dbss_request_id, detail FROM audit AS a WHERE event IN ('reboot_intent', 'reboot_result') "
+                "AND NOT EXISTS (SELECT 1 FROM audit b WHERE b.correlation_id = a.correlation_id AND ("
+                "(a.event = 'reboot_intent' AND b.event = 'reboot_result') OR b.event = 'outcome_reported')) "
+                "ORDER BY id"
+            ).fetchall()
+        return [AuditEntry(*row) for row in rows]
+
     def reboots(self, *, instance_id: str | None = None, limit: int = 10) -> list[AuditEntry]:
         """The latest reboot results (accepted, refused, unknown...), newest first."""
         query = SELECT_AUDIT + " WHERE event = 'reboot_result'"
@@ -290,14 +326,14 @@ class StateStore:
         if instance_id is not None:
             query += " AND instance_id = ?"
             args = (instance_id,)
-        with self._mutex:
-            rows = self._db.execute(query + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+        with self._reading() as db:
+            rows = db.execute(query + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
         return [AuditEntry(*row) for row in rows]
 
     def last_reboot(self, instance_id: str) -> AuditEntry | None:
         """The latest reboot of this instance that DBSS accepted, or may have (outcome unknown)."""
-        with self._mutex:
-            row = self._db.execute(
+        with self._reading() as db:
+            row = db.execute(
                 SELECT_AUDIT + " WHERE event = 'reboot_result' AND instance_id = ? AND outcome IN ('accepted', "
                 "'unknown') ORDER BY id DESC LIMIT 1",
                 (instance_id,),

@@ -125,7 +125,8 @@ class DbssSimulator(LoopbackServer):
         if self.delays[route]:
             self.wait(self.delays[route])
         if route == "iam":
-            return self._with_id(self._iam(request))
+            answer = self._iam(request)
+            return None if answer is None else self._with_id(answer)
         denied = self._authenticate(request)
         if denied is not None:
             return self._with_id(denied)
@@ -187,7 +188,7 @@ class DbssSimulator(LoopbackServer):
             return bad
         return None
 
-    def _iam(self, request: Received) -> Answer:
+    def _iam(self, request: Received) -> Answer | None:
         try:
             auth = json.loads(request.body)["auth"]
             user = auth["identity"]["password"]["user"]
@@ -198,9 +199,7 @@ class DbssSimulator(LoopbackServer):
             return Answer(400, {"error": {"code": 400, "message": "The request is malformed.", "title": "Bad Request"}})
         with self.lock:
             if self.scripted["iam"]:
-                scripted = self.scripted["iam"].popleft()
-                if scripted is not None:
-                    return scripted
+                return self.scripted["iam"].popleft()  # None: the connection is dropped
         if self.iam_users.get(key) != password or project != self.project_id:
             return Answer(
                 401,

@@ -46,11 +46,18 @@ log = logging.getLogger(__name__)
 CANNOT_POST = frozenset({"not_in_channel", "channel_not_found", "is_archived", "restricted_action"})
 
 
-def _say_privately(respond: Respond, text: str = "", **kwargs: Any) -> None:
-    """An ephemeral message through response_url, which works even where the bot is not a member."""
+def _say_privately(respond: Respond, text: str = "", **kwargs: Any) -> bool:
+    """An ephemeral message through response_url, which works even where the bot is not a member.
+
+    False when it could not be delivered (no response_url in the payload, or Slack refused it)."""
+    if not respond.response_url:
+        log.warning("no response_url to answer on; the private answer was dropped")
+        return False
     response = respond(text=text, response_type="ephemeral", replace_original=False, **kwargs)
     if response.status_code != 200:
         log.warning("response_url answered HTTP %s", response.status_code)
+        return False
+    return True
 
 
 def _dbss_unavailable(err: DbssError) -> str:
@@ -242,7 +249,8 @@ def register(app: App, *, service: RebootService, work: Executor, links: Links, 
             if not isinstance(reply, RebootCommand):
                 _say_privately(respond, ":no_entry: That is not a DBSS instance ID. Nothing was done.")
                 return
-            respond(delete_original=True)
+            if respond.response_url:
+                respond(delete_original=True)
             post_card(
                 user=user,
                 channel=channel,
@@ -293,9 +301,12 @@ def register(app: App, *, service: RebootService, work: Executor, links: Links, 
                         )
                         return
                 line = messages.decision_line(decision)
-                client.chat_update(
-                    channel=channel, ts=message_ts, text=line, blocks=messages.resolved_card(original_blocks, line)
-                )
+                try:
+                    client.chat_update(
+                        channel=channel, ts=message_ts, text=line, blocks=messages.resolved_card(original_blocks, line)
+                    )
+                except SlackApiError as err:  # the card keeps its buttons, but they are used up: go on regardless
+                    log.warning("could not update the card", extra={"slack_error": err.response.get("error")})
                 if isinstance(decision, Expired):
                     _say_privately(respond, line)
                 if not isinstance(decision, Confirmed):
@@ -310,12 +321,14 @@ def register(app: App, *, service: RebootService, work: Executor, links: Links, 
                     text += " I will follow it here until it is healthy again."
                 try:
                     client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=text)
+                    service.outcome_reported(c.nonce, how="thread")
                 except SlackApiError as err:  # the outcome is in the audit trail; make sure the person sees it too
                     log.warning(
                         "could not post the outcome in the thread",
                         extra={"correlation_id": c.nonce, "slack_error": err.response.get("error")},
                     )
-                    _say_privately(respond, text)
+                    if _say_privately(respond, text):
+                        service.outcome_reported(c.nonce, how="privately")
 
             in_background(new_correlation_id(), respond, decide_and_act)
 

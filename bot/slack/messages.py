@@ -16,6 +16,7 @@ from bot.core.reboots import (
     CoolingDown,
     Expired,
     InFlight,
+    Interrupted,
     NeedsSecondApprover,
     NotRebootable,
     NotRequester,
@@ -450,3 +451,21 @@ def picker(instances: list[Instance]) -> Blocks:
             ],
         },
     ]
+
+
+def interrupted_text(interrupted: Interrupted) -> str:
+    """What a restarted bot tells a thread whose reboot outcome it never reported."""
+    e = interrupted.entry
+    iid = code(e.instance_id or "?")
+    if interrupted.unknown:
+        return (
+            f":warning: *Outcome unknown* for {iid}: the bot stopped while waiting for DBSS's answer to this reboot "
+            f"(ref `{e.correlation_id}`). It will not retry. Check the instance's status and task in the DBSS console "
+            "(task `rebooting` means it started); request a new reboot only once it shows ACTIVE with task NO_TASK "
+            "and you are sure it is needed."
+        )
+    rid = f", DBSS request ID {code(e.dbss_request_id)}" if e.dbss_request_id else ""
+    return (
+        f":information_source: The bot restarted before it could post this: the reboot of {iid} was "
+        f"*{escape(e.outcome or '?')}*{rid} (ref `{e.correlation_id}`, from the audit trail)."
+    )

@@ -1,0 +1,273 @@
+"""Injected faults, one test each: the outcome is never lost, never doubled, and the person is told."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+
+from bot.core.store import StateStore
+from tests.conftest import INSTANCE_ID, PROJECT_ID
+from tests.fakes.dbss import FakeDbss
+from tests.fakes.slack import BOT_TOKEN, FakeSlack
+from tests.harness import ALICE, INCIDENTS, SIGNING_SECRET, Harness, button_value, eventually, sign
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def confirmed_card(h: Harness) -> Any:
+    h.command(INSTANCE_ID)
+    card = h.wait_for_card()
+    h.click("dbss_reboot_confirm", card=card)
+    return card
+
+
+def dead_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_dbss_connection_refused(tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack) -> None:
+    """DBSS unreachable: the card says the state is unknown; a confirmed reboot is 'not sent', nothing rebooted."""
+    h = Harness(tmp_path, fake_dbss, fake_slack, dbss_endpoint=f"http://127.0.0.1:{dead_port()}")
+    try:
+        h.command(INSTANCE_ID)
+        card = h.wait_for_card()
+        assert "could not be read" in str(card.blocks) and "DbssNotSent" in str(card.blocks)
+        h.click("dbss_reboot_confirm", card=card)
+        [reply] = h.wait_for_thread(card)
+        assert "was not sent" in reply.text and "Nothing was rebooted" in reply.text
+        assert h.bot.store.current_lock(INSTANCE_ID) is None
+    finally:
+        h.stop()
+
+
+def test_dbss_resets_the_connection_mid_response(harness: Harness) -> None:
+    """The connection drops after DBSS got the reboot: outcome unknown, sent once."""
+    harness.dbss.script("reboot", None)
+    card = confirmed_card(harness)
+    [reply] = harness.wait_for_thread(card)
+    assert "Outcome unknown" in reply.text
+    assert len(harness.dbss.reboot_requests()) == 1
+
+
+@pytest.mark.parametrize(("status", "code"), [(500, "DBSS.11000000"), (502, "APIGW.0610"), (503, "APIGW.0613")])
+def test_dbss_5xx_is_reported_not_retried(harness: Harness, status: int, code: str) -> None:
+    harness.dbss.script("reboot", harness.dbss.gateway_error(status, code, "backend trouble"))
+    card = confirmed_card(harness)
+    [reply] = harness.wait_for_thread(card)
+    assert code in reply.text and f"HTTP {status}" in reply.text and "try again later" in reply.text
+    assert len(harness.dbss.reboot_requests()) == 1
+
+
+@pytest.mark.parametrize("fault", ["refusing", "down"])
+def test_iam_refusing_or_down(tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack, fault: str) -> None:
+    """IAM password mode with IAM failing: the card says the state is unknown; the reboot is not sent."""
+    h = Harness(
+        tmp_path,
+        fake_dbss,
+        fake_slack,
+        dbss_auth_token=None,
+        dbss_iam_endpoint=fake_dbss.url,
+        dbss_iam_domain="acme",
+        dbss_iam_user="oncall-bot",
+        dbss_iam_password="correct horse battery staple" if fault == "down" else "wrong",
+    )
+    try:
+        if fault == "down":
+            for _ in range(2):
+                fake_dbss.script("iam", None)
+        h.command(INSTANCE_ID)
+        card = h.wait_for_card()
+        assert "could not be read" in str(card.blocks)
+        h.click("dbss_reboot_confirm", card=card)
+        [reply] = h.wait_for_thread(card)
+        expected = "was not sent" if fault == "down" else "DBSS refused the reboot"
+        assert expected in reply.text, reply.text
+        assert fake_dbss.reboot_requests() == []
+    finally:
+        h.stop()
+
+
+def test_slack_429_retry_after_is_honoured(harness: Harness) -> None:
+    """chat.postMessage answering 429 with Retry-After: 1 is sent again after a second, and the card arrives."""
+    harness.slack.fail_next("chat.postMessage", "ratelimited", status=429, headers={"Retry-After": "1"})
+    harness.command(INSTANCE_ID)
+    harness.wait_for_card()
+    first, second = harness.slack.requests_to("/api/chat.postMessage")[:2]
+    assert second.at - first.at >= 1.0
+
+
+def test_slack_5xx_while_posting_the_outcome(harness: Harness) -> None:
+    """Slack failing (500) when the result is posted: it is in the audit trail and reaches the clicker privately."""
+    harness.command(INSTANCE_ID)
+    card = harness.wait_for_card()
+    harness.slack.fail_next("chat.update", "internal_error", status=500)  # the card update fails too
+    harness.slack.fail_next("chat.postMessage", "internal_error", status=500)
+    harness.click("dbss_reboot_confirm", card=card)
+    eventually(lambda: any("DBSS accepted" in t for t in harness.slack.hook_texts()), what="the private outcome")
+    events = [(e.event, e.outcome, e.detail) for e in harness.bot.store.audit(instance_id=INSTANCE_ID)]
+    assert ("reboot_result", "accepted", None) in events
+    assert any(e.event == "outcome_reported" and e.detail == "privately" for e in harness.bot.store.audit())
+    assert len(harness.dbss.reboot_requests()) == 1
+
+
+def test_state_store_read_only_refuses_to_reboot(harness: Harness) -> None:
+    """If the state store cannot be written, the click is refused: no single-use guarantee, no reboot."""
+    harness.command(INSTANCE_ID)
+    card = harness.wait_for_card()
+    eventually(lambda: any(e.event == "card_posted" for e in harness.bot.store.audit()), what="the card on record")
+    harness.bot.store._db.execute("PRAGMA query_only = ON")  # fault injection: every write now fails
+    harness.click("dbss_reboot_confirm", card=card)
+    assert "state store is unavailable" in harness.wait_for_hook(count=1)
+    harness.drain()
+    assert harness.dbss.reboot_requests() == []
+
+
+def test_state_store_locked_refuses_to_reboot(harness: Harness) -> None:
+    """Another process holding the state file's write lock: after the busy timeout, refused, no reboot."""
+    harness.command(INSTANCE_ID)
+    card = harness.wait_for_card()
+    eventually(lambda: any(e.event == "card_posted" for e in harness.bot.store.audit()), what="the card on record")
+    other = sqlite3.connect(harness.settings.bot_state_path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        harness.click("dbss_reboot_confirm", card=card)
+        text = eventually(lambda: harness.slack.hook_texts() and harness.slack.hook_texts()[0], timeout=15)
+        assert "state store is unavailable" in text
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    harness.drain()
+    assert harness.dbss.reboot_requests() == []
+
+
+def test_sigkill_between_dbss_call_and_thread_reply(tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack) -> None:
+    """The bot killed (SIGKILL) while DBSS handles the reboot: on restart the thread is told the outcome is
+    unknown and how to check; the reboot is not repeated."""
+    port = dead_port()
+    state = tmp_path / "state.sqlite3"
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": str(ROOT),
+        "DBSS_PROJECT_ID": PROJECT_ID,
+        "DBSS_ENDPOINT": fake_dbss.url,
+        "DBSS_AUTH_TOKEN": "good-token",
+        "DBSS_TIMEOUT_SECONDS": "30",
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": f"{fake_slack.url}/api/",
+        "PORT": str(port),
+        "BOT_ALLOWED_USERS": ALICE,
+        "BOT_STATE_PATH": str(state),
+        "BOT_POLL_INTERVAL_SECONDS": "60",
+    }
+
+    def start() -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", "http"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
+        with httpx.Client(timeout=2) as http:
+
+            def up() -> bool:
+                try:
+                    return http.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            eventually(up, timeout=30, what="the bot")
+        return proc
+
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    fake_dbss.delays["reboot"] = 5.0
+    proc = start()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+            body = urlencode(
+                {
+                    "command": "/dbss-reboot",
+                    "text": INSTANCE_ID,
+                    "user_id": ALICE,
+                    "channel_id": INCIDENTS,
+                    "team_id": "T1",
+                    "response_url": f"{fake_slack.url}/hooks/1",
+                }
+            )
+            http.post("/slack/events", content=body, headers={**form, **sign(body)})
+            eventually(lambda: fake_slack.messages, timeout=10, what="the card")
+            card = next(iter(fake_slack.messages.values()))
+            payload = {
+                "type": "block_actions",
+                "user": {"id": ALICE},
+                "team": {"id": "T1"},
+                "channel": {"id": INCIDENTS},
+                "container": {"type": "message", "message_ts": card.ts, "channel_id": INCIDENTS},
+                "message": {"ts": card.ts, "blocks": card.blocks},
+                "response_url": f"{fake_slack.url}/hooks/2",
+                "actions": [{"action_id": "dbss_reboot_confirm", "value": button_value(card, "dbss_reboot_confirm")}],
+            }
+            click = urlencode({"payload": json.dumps(payload)})
+            http.post("/slack/events", content=click, headers={**form, **sign(click)})
+        eventually(lambda: fake_dbss.reboot_requests(), timeout=10, what="the reboot to reach DBSS")
+        os.killpg(proc.pid, signal.SIGKILL)  # master and worker, mid-call
+        proc.wait(timeout=10)
+        assert fake_slack.thread(INCIDENTS, card.ts) == []
+        fake_dbss.delays["reboot"] = 0
+        proc = start()
+        reply = eventually(lambda: fake_slack.thread(INCIDENTS, card.ts), timeout=15, what="the recovery")[0]
+        assert "Outcome unknown" in reply.text and "will not retry" in reply.text and "DBSS console" in reply.text
+        time.sleep(0.5)
+        assert len(fake_dbss.reboot_requests()) == 1
+        assert len(fake_slack.thread(INCIDENTS, card.ts)) == 1, "reported once, not on every start"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    store = StateStore(state)
+    assert [e.outcome for e in store.audit(instance_id=INSTANCE_ID) if e.event == "reboot_result"] == ["unknown"]
+    store.close()
+
+
+def test_recovery_reports_a_recorded_but_unreported_outcome(harness: Harness) -> None:
+    """A result recorded whose thread reply never went out (crash right after DBSS answered) is posted on restart."""
+    harness.bot.store.record(
+        "reboot_intent",
+        correlation_id="c1",
+        user_id=ALICE,
+        instance_id=INSTANCE_ID,
+        channel=INCIDENTS,
+        thread_ts="1700000000.000777",
+    )
+    harness.bot.store.record(
+        "reboot_result",
+        correlation_id="c1",
+        user_id=ALICE,
+        instance_id=INSTANCE_ID,
+        channel=INCIDENTS,
+        thread_ts="1700000000.000777",
+        outcome="accepted",
+        dbss_request_id="rid-77",
+    )
+    harness.restart()
+    [reply] = eventually(lambda: harness.slack.thread(INCIDENTS, "1700000000.000777"), what="the recovery post")
+    assert "*accepted*" in reply.text and "rid-77" in reply.text
+    harness.restart()
+    time.sleep(0.3)
+    assert len(harness.slack.thread(INCIDENTS, "1700000000.000777")) == 1
