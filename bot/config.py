@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     bot_require_second_approver: bool = False
     bot_cooldown_seconds: float = Field(default=300.0, ge=0, le=86400)
     log_format: Literal["json", "text"] = "json"
+    redis_url: SecretStr | None = None
 
     @field_validator("bot_allowed_users", "bot_allowed_channels", mode="before")
     @classmethod
@@ -161,6 +162,7 @@ _EXPECTED = {
     "bot_require_second_approver": "true or false",
     "bot_cooldown_seconds": "seconds, 0 to 86400",
     "log_format": "'json' or 'text'",
+    "redis_url": "a URL such as redis://host:6379/0",
 }
 
 

@@ -51,7 +51,16 @@ def build(
     settings: Settings, *, dbss: Dbss | None = None, slack_client: WebClient | None = None, follow: bool = True
 ) -> Bot:
     """The whole bot. Tests pass fakes through the same door (`dbss`, `slack_client`)."""
-    store = StateStore(settings.bot_state_path)
+    if settings.redis_url is not None:  # replicas share confirmations, locks, cooldowns and follow-ups
+        from bot.core.redis_state import RedisBackedStore
+
+        store: StateStore = RedisBackedStore.from_url(
+            settings.bot_state_path,
+            settings.redis_url.get_secret_value(),
+            lease_seconds=max(3 * settings.bot_poll_interval_seconds, 1.0),
+        )
+    else:
+        store = StateStore(settings.bot_state_path)
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     client = slack_client or WebClient(token=token, base_url=settings.slack_api_url, timeout=10)
     # Slack's 429 means the call was not processed: waiting Retry-After and sending again is safe.
