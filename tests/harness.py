@@ -144,7 +144,14 @@ class Harness:
             "container": {"type": "message", "message_ts": card.ts, "channel_id": channel, "is_ephemeral": False},
             "trigger_id": "4.5.6",
             "channel": {"id": channel, "name": "incident"},
-            "message": {"type": "message", "ts": card.ts, "text": card.text, "blocks": card.blocks, "user": "UBOT"},
+            "message": {
+                "type": "message",
+                "ts": card.ts,
+                "text": card.text,
+                "blocks": card.blocks,
+                "user": "UBOT",
+                **({"thread_ts": card.thread_ts} if card.thread_ts else {}),
+            },
             "response_url": self.hook_url(),
             "actions": [
                 {

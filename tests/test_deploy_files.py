@@ -22,6 +22,10 @@ def test_manifest_is_a_valid_socket_mode_app_with_the_command() -> None:
     [command] = manifest["features"]["slash_commands"]
     assert command["command"] == "/dbss-reboot" and command["description"] and command["usage_hint"]
     assert "url" not in command  # Socket Mode: no request URL
+    shortcuts = {s["callback_id"]: s for s in manifest["features"]["shortcuts"]}
+    assert shortcuts["dbss_reboot_from_message"]["type"] == "message"
+    assert shortcuts["dbss_reboot_global"]["type"] == "global"
+    assert all(len(s["name"]) <= 24 and len(s["description"]) <= 150 for s in shortcuts.values())
     assert set(manifest["oauth_config"]["scopes"]["bot"]) == {"commands", "chat:write", "usergroups:read"}
     settings = manifest["settings"]
     assert settings["interactivity"]["is_enabled"] is True and "request_url" not in settings["interactivity"]

@@ -5,12 +5,15 @@ Subcommand words are short; instance IDs are 32 or more characters, so the two c
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from bot.dbss.models import is_instance_id
 
 USAGE = "/dbss-reboot <instance_id>"
 MAX_ECHO = 80
+MAX_REASON = 300
+REASON_RE = re.compile(r"\breason:", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +29,7 @@ class ShowPicker:
 @dataclass(frozen=True, slots=True)
 class RebootCommand:
     instance_id: str
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +71,27 @@ def _not_an_id(word: str) -> Unparseable:
 
 
 def parse(text: str) -> Command:
+    """The command; free text is allowed only after `reason:` on a reboot request."""
+    head_text, marker, reason_text = REASON_RE.split(text, maxsplit=1)[0], REASON_RE.search(text), ""
+    if marker:
+        reason_text = text[marker.end() :]
+        command = _parse_words(head_text)
+        reason = " ".join(reason_text.split())
+        if not isinstance(command, RebootCommand):
+            return (
+                command
+                if isinstance(command, Unparseable)
+                else Unparseable(f"A reason goes with a reboot only: `{USAGE} reason: <why>`.")
+            )
+        if not reason:
+            return Unparseable(f"Give the reason after `reason:`, e.g. `{USAGE} reason: audit agent stuck`.")
+        if len(reason) > MAX_REASON:
+            return Unparseable(f"The reason is {len(reason)} characters; keep it under {MAX_REASON}.")
+        return RebootCommand(command.instance_id, reason)
+    return _parse_words(text)
+
+
+def _parse_words(text: str) -> Command:
     words = text.split()
     if not words:
         return ShowPicker()
@@ -91,7 +116,8 @@ def parse(text: str) -> Command:
         return Unparseable("Usage: `/dbss-reboot history [instance_id]`.")
     if len(words) > 1:
         return Unparseable(
-            f"`/dbss-reboot` takes exactly one instance ID, but got {len(words)} words. Usage: `{USAGE}`."
+            f"`/dbss-reboot` takes exactly one instance ID, but got {len(words)} words. Usage: `{USAGE}`, "
+            "optionally followed by `reason: <why>`."
         )
     if not is_instance_id(words[0]):
         return _not_an_id(words[0])

@@ -45,6 +45,7 @@ class Offer:
     token: str
     instance: Instance | None
     state_unreadable: str | None = None
+    reason: str | None = None
 
     @property
     def correlation_id(self) -> str:
@@ -253,7 +254,9 @@ class RebootService:
             detail=f"{reason} | text={text[:200]!r}",
         )
 
-    def offer(self, *, user: str, channel: str, instance_id: str, correlation_id: str) -> OfferResult:
+    def offer(
+        self, *, user: str, channel: str, instance_id: str, correlation_id: str, reason: str | None = None
+    ) -> OfferResult:
         """Check the request and read the instance's state; an Offer means a card may be shown."""
         refusal = self.check_request(user=user, channel=channel, instance_id=instance_id, correlation_id=correlation_id)
         if refusal is not None:
@@ -263,7 +266,12 @@ class RebootService:
         except DbssError as err:
             listing = err
         return self.make_offer(
-            user=user, channel=channel, instance_id=instance_id, correlation_id=correlation_id, listing=listing
+            user=user,
+            channel=channel,
+            instance_id=instance_id,
+            correlation_id=correlation_id,
+            listing=listing,
+            reason=reason,
         )
 
     def check_request(self, *, user: str, channel: str, instance_id: str, correlation_id: str) -> OfferResult | None:
@@ -280,7 +288,14 @@ class RebootService:
         return None
 
     def make_offer(
-        self, *, user: str, channel: str, instance_id: str, correlation_id: str, listing: list[Instance] | DbssError
+        self,
+        *,
+        user: str,
+        channel: str,
+        instance_id: str,
+        correlation_id: str,
+        listing: list[Instance] | DbssError,
+        reason: str | None = None,
     ) -> OfferResult:
         """The offer, given the instance list (or the error that reading it gave)."""
         instance: Instance | None = None
@@ -309,9 +324,9 @@ class RebootService:
             instance_id=instance_id,
             channel=channel,
             outcome="offered",
-            detail=unreadable,
+            detail="; ".join(part for part in (f"reason: {reason}" if reason else None, unreadable) if part) or None,
         )
-        return Offer(confirmation, token, instance, unreadable)
+        return Offer(confirmation, token, instance, unreadable, reason)
 
     def _refused(
         self, result: OfferResult, user: str, channel: str, instance_id: str, correlation_id: str

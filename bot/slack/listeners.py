@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any, Literal
@@ -22,6 +23,7 @@ from bot.core.commands import (
     parse,
 )
 from bot.core.listing import SharedListing
+from bot.core.mentions import find_instances
 from bot.core.reboots import (
     Accepted,
     AlreadyUsed,
@@ -42,6 +44,10 @@ from bot.slack.priority import AcksFirst
 
 log = logging.getLogger(__name__)
 
+MESSAGE_SHORTCUT = "dbss_reboot_from_message"
+GLOBAL_SHORTCUT = "dbss_reboot_global"
+TS = re.compile(r"\d{1,12}\.\d{1,9}")
+
 # Errors of chat.postMessage that mean "the bot cannot post here" rather than "something broke".
 CANNOT_POST = frozenset({"not_in_channel", "channel_not_found", "is_archived", "restricted_action"})
 
@@ -60,6 +66,10 @@ def _say_privately(respond: Respond, text: str = "", **kwargs: Any) -> bool:
     return True
 
 
+def privately(respond: Respond) -> Callable[[str], bool]:
+    return lambda text: _say_privately(respond, text)
+
+
 def _dbss_unavailable(err: DbssError) -> str:
     if isinstance(err, DbssApiError):
         return (
@@ -76,7 +86,7 @@ def register(app: App, *, service: RebootService, work: Executor, links: Links, 
     acks_first = AcksFirst()
     app.use(acks_first.middleware)
 
-    def in_background(correlation_id: str, respond: Respond, job: Callable[[], None]) -> None:
+    def in_background(correlation_id: str, tell: Callable[[str], object], job: Callable[[], object]) -> None:
         """Run slow work off the acknowledging path; an unexpected error is logged and told to the person."""
 
         def run() -> None:
@@ -86,8 +96,7 @@ def register(app: App, *, service: RebootService, work: Executor, links: Links, 
             except Exception:
                 log.exception("unexpected error", extra={"correlation_id": correlation_id})
                 try:
-                    _say_privately(
-                        respond,
+                    tell(
                         f":boom: Something went wrong on the bot's side (ref `{correlation_id}`). Check the card's "
                         "thread and the audit trail before trying again; the platform team has the details in the "
                         "logs.",
@@ -98,14 +107,23 @@ def register(app: App, *, service: RebootService, work: Executor, links: Links, 
         work.submit(run)
 
     def post_card(
-        *, user: str, channel: str, instance_id: str, correlation_id: str, respond: Respond, client: WebClient
+        *,
+        user: str,
+        channel: str,
+        instance_id: str,
+        correlation_id: str,
+        tell: Callable[[str], object],
+        client: WebClient,
+        thread_ts: str | None = None,
+        reason: str | None = None,
     ) -> None:
-        """On the work pool: the quick checks, then the card once the shared instance list has arrived."""
+        """On the work pool: the quick checks, then the card once the shared instance list has arrived.
+        `tell` answers the person privately; `thread_ts` puts the card in a thread (an alert's)."""
         refusal = service.check_request(
             user=user, channel=channel, instance_id=instance_id, correlation_id=correlation_id
         )
         if refusal is not None:
-            _say_privately(respond, messages.offer_refusal(refusal, links))
+            tell(messages.offer_refusal(refusal, links))
             return
 
         def with_listing(future: Future[list[Instance]]) -> None:
@@ -114,21 +132,27 @@ def register(app: App, *, service: RebootService, work: Executor, links: Links, 
             except DbssError as err:
                 answer = err
             result = service.make_offer(
-                user=user, channel=channel, instance_id=instance_id, correlation_id=correlation_id, listing=answer
+                user=user,
+                channel=channel,
+                instance_id=instance_id,
+                correlation_id=correlation_id,
+                listing=answer,
+                reason=reason,
             )
             if isinstance(result, Offer):
-                post_offer(result, respond=respond, client=client)
+                post_offer(result, tell=tell, client=client, thread_ts=thread_ts)
             else:
-                _say_privately(respond, messages.offer_refusal(result, links))
+                tell(messages.offer_refusal(result, links))
 
         # No thread waits for DBSS: the answer comes back as a callback, and the card is posted on the pool.
-        listing.fetch().add_done_callback(lambda f: in_background(correlation_id, respond, lambda: with_listing(f)))
+        listing.fetch().add_done_callback(lambda f: in_background(correlation_id, tell, lambda: with_listing(f)))
 
-    def post_offer(offer: Offer, *, respond: Respond, client: WebClient) -> None:
+    def post_offer(offer: Offer, *, tell: Callable[[str], object], client: WebClient, thread_ts: str | None) -> None:
         c = offer.confirmation
         try:
             posted = client.chat_postMessage(
                 channel=c.channel,
+                thread_ts=thread_ts,
                 text=messages.card_text(offer),
                 blocks=messages.card(offer, second_approver=service.require_second_approver),
             )
@@ -145,7 +169,7 @@ def register(app: App, *, service: RebootService, work: Executor, links: Links, 
                 outcome="not_posted",
                 detail=error,
             )
-            _say_privately(respond, messages.cannot_post_here(error))
+            tell(messages.cannot_post_here(error))
             return
         service.card_posted(offer, thread_ts=str(posted["ts"]))
 
@@ -208,7 +232,7 @@ def register(app: App, *, service: RebootService, work: Executor, links: Links, 
             reason = refusal
             in_background(
                 correlation_id,
-                respond,
+                privately(respond),
                 lambda: service.refuse_request(
                     user=user, channel=channel, reason=reason, text=text, correlation_id=correlation_id
                 ),
@@ -216,24 +240,25 @@ def register(app: App, *, service: RebootService, work: Executor, links: Links, 
             return
         ack()
         match parsed:
-            case RebootCommand(instance_id=iid):
+            case RebootCommand(instance_id=iid, reason=why):
                 in_background(
                     correlation_id,
-                    respond,
+                    privately(respond),
                     lambda: post_card(
                         user=user,
                         channel=channel,
                         instance_id=iid,
                         correlation_id=correlation_id,
-                        respond=respond,
+                        tell=privately(respond),
                         client=client,
+                        reason=why,
                     ),
                 )
             case ShowPicker():
-                in_background(correlation_id, respond, lambda: show_picker(respond))
+                in_background(correlation_id, privately(respond), lambda: show_picker(respond))
             case StatusCommand() | ListCommand() | HistoryCommand():
                 read_only_command = parsed
-                in_background(correlation_id, respond, lambda: read_only(read_only_command, respond))
+                in_background(correlation_id, privately(respond), lambda: read_only(read_only_command, respond))
 
     @app.action(messages.PICK_ACTION)
     def on_pick(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient) -> None:
@@ -243,6 +268,13 @@ def register(app: App, *, service: RebootService, work: Executor, links: Links, 
         selected = action.get("selected_option") or {}
         instance_id = str(selected.get("value") or "")
         correlation_id = new_correlation_id()
+        block_id = str(action.get("block_id") or "")
+        thread = (
+            block_id.removeprefix(messages.THREAD_BLOCK_PREFIX)
+            if block_id.startswith(messages.THREAD_BLOCK_PREFIX)
+            else ""
+        )
+        thread_ts = thread if TS.fullmatch(thread) else None  # the alert's thread, when picked from a shortcut
 
         def pick() -> None:
             reply = parse(instance_id)  # the same checks as a typed ID: a forged value gets the same refusal
@@ -256,11 +288,151 @@ def register(app: App, *, service: RebootService, work: Executor, links: Links, 
                 channel=channel,
                 instance_id=reply.instance_id,
                 correlation_id=correlation_id,
-                respond=respond,
+                tell=privately(respond),
                 client=client,
+                thread_ts=thread_ts,
             )
 
-        in_background(correlation_id, respond, pick)
+        in_background(correlation_id, privately(respond), pick)
+
+    @app.shortcut(MESSAGE_SHORTCUT)
+    def on_message_shortcut(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        """ "Reboot DBSS instance" on an alert: the card goes in the alert's thread, with every usual check."""
+        ack()
+        user = str((body.get("user") or {}).get("id") or "")
+        channel = str((body.get("channel") or {}).get("id") or "")
+        message = body.get("message") if isinstance(body.get("message"), dict) else {}
+        assert isinstance(message, dict)
+        thread = str(message.get("thread_ts") or message.get("ts") or "")
+        thread_ts = thread if TS.fullmatch(thread) else None
+        correlation_id = new_correlation_id()
+        tell = privately(respond)
+        refusal = policy.refusal(user, channel)
+        if refusal is not None:
+            in_background(correlation_id, tell, lambda: tell(f":no_entry: {messages.escape(refusal)}"))
+            return
+
+        def look() -> None:
+            try:
+                instances: list[Instance] | None = listing.list_instances()
+            except DbssError:
+                instances = None
+            found = find_instances(message, instances)
+            if len(found) == 1:
+                post_card(
+                    user=user,
+                    channel=channel,
+                    instance_id=found[0],
+                    correlation_id=correlation_id,
+                    tell=tell,
+                    client=client,
+                    thread_ts=thread_ts,
+                )
+                return
+            if instances is None:
+                tell(_dbss_unavailable(DbssError()) if not found else messages.several_found(len(found)))
+                return
+            by_id = {i.id: i for i in instances}
+            if found:
+                blocks = messages.picker(
+                    [by_id[i] for i in found if i in by_id],
+                    prompt=messages.several_found(len(found)),
+                    thread_ts=thread_ts,
+                )
+                _say_privately(respond, messages.several_found(len(found)), blocks=blocks)
+            else:
+                blocks = messages.picker(instances, prompt=messages.none_found(), thread_ts=thread_ts)
+                _say_privately(respond, messages.none_found(), blocks=blocks)
+
+        in_background(correlation_id, tell, look)
+
+    @app.shortcut(GLOBAL_SHORTCUT)
+    def on_global_shortcut(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        """ "Reboot a DBSS instance" from anywhere: a modal with the picker, a channel and a reason."""
+        ack()
+        user = str((body.get("user") or {}).get("id") or "")
+        trigger = str(body.get("trigger_id") or "")
+        if policy.user_refusal(user) is not None:
+            client.views_open(
+                trigger_id=trigger,
+                view=messages.modal(None, error=f":no_entry: {messages.escape(policy.user_refusal(user) or '')}"),
+            )
+            return
+        # trigger_id lasts 3 s: open a placeholder now, fill it in once the instance list is here.
+        opened = client.views_open(trigger_id=trigger, view=messages.modal(None))
+        view = opened.get("view") or {}
+        correlation_id = new_correlation_id()
+
+        def fill() -> None:
+            try:
+                instances = listing.list_instances()
+            except DbssError as err:
+                client.views_update(
+                    view_id=view.get("id"),
+                    hash=view.get("hash"),
+                    view=messages.modal(None, error=_dbss_unavailable(err)),
+                )
+                return
+            client.views_update(view_id=view.get("id"), hash=view.get("hash"), view=messages.modal(instances))
+
+        in_background(correlation_id, lambda text: log.warning("modal: %s", text), fill)
+
+    @app.view(messages.MODAL_CALLBACK)
+    def on_modal_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+        """Checked as the slash command is, before the modal closes; then the card in the chosen channel."""
+        user = str((body.get("user") or {}).get("id") or "")
+        values = (view.get("state") or {}).get("values") or {}
+        instance_id = str(
+            ((values.get(messages.MODAL_INSTANCE) or {}).get(messages.MODAL_INSTANCE) or {})
+            .get("selected_option", {})
+            .get("value")
+            or ""
+        )
+        channel = str(
+            ((values.get(messages.MODAL_CHANNEL) or {}).get(messages.MODAL_CHANNEL) or {}).get("selected_conversation")
+            or ""
+        )
+        reason_text = str(
+            ((values.get(messages.MODAL_REASON) or {}).get(messages.MODAL_REASON) or {}).get("value") or ""
+        )
+        reason = " ".join(reason_text.split())[:300] or None
+        errors: dict[str, str] = {}
+        if parse(instance_id) != RebootCommand(instance_id):
+            errors[messages.MODAL_INSTANCE] = "Choose an instance from the list."
+        refusal = policy.user_refusal(user)
+        if refusal is not None:
+            errors[messages.MODAL_INSTANCE] = refusal[:150]
+        elif not channel:
+            errors[messages.MODAL_CHANNEL] = "Choose the channel for the confirmation card."
+        elif policy.refusal(user, channel) is not None:
+            errors[messages.MODAL_CHANNEL] = "Reboots are not enabled in that channel (BOT_ALLOWED_CHANNELS)."
+        if errors:
+            ack(response_action="errors", errors=errors)
+            return
+        ack()
+        correlation_id = new_correlation_id()
+
+        def tell(text: str) -> None:
+            try:
+                client.chat_postEphemeral(channel=channel, user=user, text=text)
+            except SlackApiError as err:
+                log.warning(
+                    "could not answer privately after the modal", extra={"slack_error": err.response.get("error")}
+                )
+
+        in_background(
+            correlation_id,
+            tell,
+            lambda: post_card(
+                user=user,
+                channel=channel,
+                instance_id=instance_id,
+                correlation_id=correlation_id,
+                tell=tell,
+                client=client,
+                reason=reason,
+            ),
+        )
 
     def on_click(action_name: Literal["confirm", "cancel"]) -> Callable[..., None]:
         def listener(
@@ -330,7 +502,7 @@ def register(app: App, *, service: RebootService, work: Executor, links: Links, 
                     if _say_privately(respond, text):
                         service.outcome_reported(c.nonce, how="privately")
 
-            in_background(new_correlation_id(), respond, decide_and_act)
+            in_background(new_correlation_id(), privately(respond), decide_and_act)
 
         return listener
 

@@ -150,6 +150,8 @@ def card(offer: Offer, *, second_approver: bool = False) -> Blocks:
                 "confirming."
             )
         )
+    if offer.reason:
+        blocks.append(_section(f"*Reason:* {escape(offer.reason)}"))
     who = (
         f"Needs a second approver: anyone on the allow-list except {mention(c.requester)} can confirm."
         if second_approver
@@ -420,8 +422,12 @@ def history_text(entries: list[AuditEntry], outcomes: dict[str, str], links: Lin
     return "\n".join(lines)
 
 
-def picker(instances: list[Instance]) -> Blocks:
-    """A select menu of instances; picking one leads to the same card as typing its ID."""
+THREAD_BLOCK_PREFIX = "dbss_reboot_picker:"
+
+
+def picker(instances: list[Instance], *, prompt: str | None = None, thread_ts: str | None = None) -> Blocks:
+    """A select menu of instances; picking one leads to the same card as typing its ID (in `thread_ts`'s
+    thread when given: the block ID carries it)."""
     options = [
         {
             "text": _plain(f"{i.name or i.id} · {i.status}/{i.task}", 75),
@@ -436,11 +442,12 @@ def picker(instances: list[Instance]) -> Blocks:
     )
     if not options:
         return [_section("No DBSS audit instances are visible with the bot's credentials.")]
+    question = prompt or "Which DBSS audit instance should be rebooted? You will see a confirmation card first."
     return [
-        _section("Which DBSS audit instance should be rebooted? You will see a confirmation card first." + more),
+        _section(question + more),
         {
             "type": "actions",
-            "block_id": "dbss_reboot_picker",
+            "block_id": THREAD_BLOCK_PREFIX + thread_ts if thread_ts else "dbss_reboot_picker",
             "elements": [
                 {
                     "type": "static_select",
@@ -469,3 +476,72 @@ def interrupted_text(interrupted: Interrupted) -> str:
         f":information_source: The bot restarted before it could post this: the reboot of {iid} was "
         f"*{escape(e.outcome or '?')}*{rid} (ref `{e.correlation_id}`, from the audit trail)."
     )
+
+
+# --- shortcuts -------------------------------------------------------------------------------------------
+
+MODAL_CALLBACK = "dbss_reboot_modal"
+MODAL_INSTANCE, MODAL_CHANNEL, MODAL_REASON = "instance", "channel", "reason"
+
+
+def several_found(count: int) -> str:
+    return f"That message names {count} DBSS instances. Which one should be rebooted? The card goes in its thread."
+
+
+def none_found() -> str:
+    return "I found no DBSS instance ID or known instance name in that message. Pick one; the card goes in its thread."
+
+
+def modal(instances: list[Instance] | None, *, error: str | None = None) -> dict[str, Any]:
+    """The global shortcut's modal: instance, channel (checked against the channel allow-list on submit), reason."""
+    if instances is None:
+        body: Blocks = [_section(error or ":hourglass_flowing_sand: Reading the DBSS instances…")]
+        return {
+            "type": "modal",
+            "callback_id": MODAL_CALLBACK,
+            "title": _plain("Reboot DBSS instance", 24),
+            "close": _plain("Cancel", 24),
+            "blocks": body,
+        }
+    options = [
+        {"text": _plain(f"{i.name or i.id} · {i.status}/{i.task}", 75), "value": i.id} for i in instances[:PICKER_LIMIT]
+    ]
+    return {
+        "type": "modal",
+        "callback_id": MODAL_CALLBACK,
+        "title": _plain("Reboot DBSS instance", 24),
+        "submit": _plain("Show card", 24),
+        "close": _plain("Cancel", 24),
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": MODAL_INSTANCE,
+                "label": _plain("Instance", 2000),
+                "element": {
+                    "type": "static_select",
+                    "action_id": MODAL_INSTANCE,
+                    "options": options,
+                    "placeholder": _plain("Choose an instance", 150),
+                },
+            },
+            {
+                "type": "input",
+                "block_id": MODAL_CHANNEL,
+                "label": _plain("Post the confirmation card in", 2000),
+                "element": {
+                    "type": "conversations_select",
+                    "action_id": MODAL_CHANNEL,
+                    "default_to_current_conversation": True,
+                    "filter": {"include": ["public", "private"], "exclude_bot_users": True},
+                },
+            },
+            {
+                "type": "input",
+                "block_id": MODAL_REASON,
+                "optional": True,
+                "label": _plain("Reason", 2000),
+                "element": {"type": "plain_text_input", "action_id": MODAL_REASON, "max_length": 300},
+            },
+            _context("You confirm on the card, in the channel, like a typed `/dbss-reboot`."),
+        ],
+    }

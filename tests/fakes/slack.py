@@ -36,6 +36,7 @@ class FakeSlack(FakeHttpServer):
         self.messages: dict[tuple[str, str], Message] = {}
         self.scripted: dict[str, deque[Answer]] = defaultdict(deque)
         self.usergroups: dict[str, list[str]] = {}
+        self.views: dict[str, Any] = {}
         self._ts = itertools.count(1)
 
     # --- what tests read ------------------------------------------------------------------------------
@@ -132,6 +133,24 @@ class FakeSlack(FakeHttpServer):
         if str(args.get("channel", "")) in self.not_in_channel:
             return {"ok": False, "error": "not_in_channel"}
         return {"ok": True, "message_ts": f"1700000000.{next(self._ts):06d}"}
+
+    def _views_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not args.get("trigger_id"):
+            return {"ok": False, "error": "invalid_trigger_id"}
+        view = args.get("view")
+        view = json.loads(view) if isinstance(view, str) else view
+        with self.lock:
+            self.views["V1"] = view
+        return {"ok": True, "view": {"id": "V1", "hash": "h1", **(view or {})}}
+
+    def _views_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        view_id = str(args.get("view_id", ""))
+        with self.lock:
+            if view_id not in self.views:
+                return {"ok": False, "error": "not_found"}
+            view = args.get("view")
+            self.views[view_id] = json.loads(view) if isinstance(view, str) else view
+        return {"ok": True, "view": {"id": view_id, "hash": "h2"}}
 
     def _usergroups_users_list(self, args: dict[str, Any]) -> dict[str, Any]:
         group = str(args.get("usergroup", ""))
