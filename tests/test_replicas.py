@@ -2,38 +2,25 @@
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlencode
 
-import httpx
 import pytest
 import redis
 
 from bot.core.redis_state import RedisBackedStore
 from bot.core.store import FollowUp
-from tests.conftest import INSTANCE_ID, PROJECT_ID
+from tests.conftest import INSTANCE_ID
 from tests.fakes.dbss import FakeDbss
-from tests.fakes.slack import BOT_TOKEN, FakeSlack
-from tests.harness import ALICE, BOB, INCIDENTS, SIGNING_SECRET, Harness, button_value, eventually, sign
+from tests.fakes.slack import FakeSlack
+from tests.harness import ALICE, BOB, INCIDENTS, Harness, eventually
+from tests.processes import BotProcess, bot_env, command_body, confirm_body, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -140,94 +127,22 @@ def test_whole_flow_with_redis(tmp_path: Path, fake_dbss: FakeDbss, fake_slack: 
         h.stop()
 
 
-class Replica:
-    def __init__(self, env: dict[str, str], tmp_path: Path, name: str) -> None:
-        self.port = free_port()
-        env = {**env, "PORT": str(self.port), "BOT_STATE_PATH": str(tmp_path / f"{name}.sqlite3")}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot", "http"],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
-        eventually(self.up, timeout=30, what=f"replica {name}")
-
-    def up(self) -> bool:
-        try:
-            return self.http.get("/healthz").status_code == 200
-        except httpx.TransportError:
-            return False
-
-    def post(self, body: str) -> int:
-        return self.http.post(
-            "/slack/events", content=body, headers={"Content-Type": "application/x-www-form-urlencoded", **sign(body)}
-        ).status_code
-
-    def worker_pid(self) -> int:
-        return int(Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()[0])
-
-    def kill(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        self.http.close()
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=30)
-
-
 def test_two_processes_same_click_one_reboot_and_follow_up_survives(
     tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack, redis_url: str
 ) -> None:
     """Two bot processes behind one 'load balancer': the same click delivered to both reboots once; the
     replica following the reboot is killed, and the other one finishes the thread."""
     fake_dbss.reboot_polls = 40
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": str(ROOT),
-        "DBSS_PROJECT_ID": PROJECT_ID,
-        "DBSS_ENDPOINT": fake_dbss.url,
-        "DBSS_AUTH_TOKEN": "good-token",
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": f"{fake_slack.url}/api/",
-        "BOT_ALLOWED_USERS": ALICE,
-        "REDIS_URL": redis_url,
-        "BOT_POLL_INTERVAL_SECONDS": "0.3",
-        "LOG_FORMAT": "json",
-    }
-    a, b = Replica(env, tmp_path, "a"), Replica(env, tmp_path, "b")
+    shared = {"REDIS_URL": redis_url, "BOT_POLL_INTERVAL_SECONDS": "0.3"}
+    a = BotProcess(bot_env(fake_dbss, fake_slack, tmp_path / "a.sqlite3", **shared), tmp_path)
+    b = BotProcess(bot_env(fake_dbss, fake_slack, tmp_path / "b.sqlite3", **shared), tmp_path)
     try:
-        body = urlencode(
-            {
-                "command": "/dbss-reboot",
-                "text": INSTANCE_ID,
-                "user_id": ALICE,
-                "channel_id": INCIDENTS,
-                "team_id": "T1",
-                "response_url": f"{fake_slack.url}/hooks/1",
-            }
-        )
-        assert a.post(body) == 200
+        assert a.post(command_body(fake_slack)).status_code == 200
         eventually(lambda: fake_slack.messages, timeout=10, what="the card")
         card = next(iter(fake_slack.messages.values()))
-        payload: dict[str, Any] = {
-            "type": "block_actions",
-            "user": {"id": ALICE},
-            "team": {"id": "T1"},
-            "channel": {"id": INCIDENTS},
-            "container": {"type": "message", "message_ts": card.ts, "channel_id": INCIDENTS},
-            "message": {"ts": card.ts, "blocks": card.blocks},
-            "response_url": f"{fake_slack.url}/hooks/2",
-            "actions": [{"action_id": "dbss_reboot_confirm", "value": button_value(card, "dbss_reboot_confirm")}],
-        }
-        click = urlencode({"payload": json.dumps(payload)})
+        click = confirm_body(fake_slack, card)
         results: list[int] = []
-        threads = [threading.Thread(target=lambda r=r: results.append(r.post(click))) for r in (a, b)]
+        threads = [threading.Thread(target=lambda r=r: results.append(r.post(click).status_code)) for r in (a, b)]
         for t in threads:
             t.start()
         for t in threads:
@@ -253,5 +168,5 @@ def test_two_processes_same_click_one_reboot_and_follow_up_survives(
         assert len(done) == 1 and survivor.proc.poll() is None
         assert fake_dbss.reboots_done == [INSTANCE_ID]
     finally:
-        a.stop()
-        b.stop()
+        a.terminate()
+        b.terminate()

@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
-import httpx
 import pytest
 
 from bot.core.store import StateStore
-from tests.conftest import INSTANCE_ID, PROJECT_ID
+from tests.conftest import INSTANCE_ID
 from tests.fakes.dbss import FakeDbss
-from tests.fakes.slack import BOT_TOKEN, FakeSlack
-from tests.harness import ALICE, INCIDENTS, SIGNING_SECRET, Harness, button_value, eventually, sign
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.fakes.slack import FakeSlack
+from tests.harness import ALICE, INCIDENTS, Harness, eventually
+from tests.processes import BotProcess, bot_env, command_body, confirm_body, free_port
 
 
 def confirmed_card(h: Harness) -> Any:
@@ -33,15 +24,9 @@ def confirmed_card(h: Harness) -> Any:
     return card
 
 
-def dead_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_dbss_connection_refused(tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack) -> None:
     """DBSS unreachable: the card says the state is unknown; a confirmed reboot is 'not sent', nothing rebooted."""
-    h = Harness(tmp_path, fake_dbss, fake_slack, dbss_endpoint=f"http://127.0.0.1:{dead_port()}")
+    h = Harness(tmp_path, fake_dbss, fake_slack, dbss_endpoint=f"http://127.0.0.1:{free_port()}")
     try:
         h.command(INSTANCE_ID)
         card = h.wait_for_card()
@@ -120,7 +105,10 @@ def test_slack_5xx_while_posting_the_outcome(harness: Harness) -> None:
     eventually(lambda: any("DBSS accepted" in t for t in harness.slack.hook_texts()), what="the private outcome")
     events = [(e.event, e.outcome, e.detail) for e in harness.bot.store.audit(instance_id=INSTANCE_ID)]
     assert ("reboot_result", "accepted", None) in events
-    assert any(e.event == "outcome_reported" and e.detail == "privately" for e in harness.bot.store.audit())
+    eventually(
+        lambda: any(e.event == "outcome_reported" and e.detail == "privately" for e in harness.bot.store.audit()),
+        what="the private delivery on record",
+    )
     assert len(harness.dbss.reboot_requests()) == 1
 
 
@@ -157,89 +145,27 @@ def test_state_store_locked_refuses_to_reboot(harness: Harness) -> None:
 def test_sigkill_between_dbss_call_and_thread_reply(tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack) -> None:
     """The bot killed (SIGKILL) while DBSS handles the reboot: on restart the thread is told the outcome is
     unknown and how to check; the reboot is not repeated."""
-    port = dead_port()
     state = tmp_path / "state.sqlite3"
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "PYTHONPATH": str(ROOT),
-        "DBSS_PROJECT_ID": PROJECT_ID,
-        "DBSS_ENDPOINT": fake_dbss.url,
-        "DBSS_AUTH_TOKEN": "good-token",
-        "DBSS_TIMEOUT_SECONDS": "30",
-        "SLACK_BOT_TOKEN": BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": f"{fake_slack.url}/api/",
-        "PORT": str(port),
-        "BOT_ALLOWED_USERS": ALICE,
-        "BOT_STATE_PATH": str(state),
-        "BOT_POLL_INTERVAL_SECONDS": "60",
-    }
-
-    def start() -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bot", "http"],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,
-        )
-        with httpx.Client(timeout=2) as http:
-
-            def up() -> bool:
-                try:
-                    return http.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            eventually(up, timeout=30, what="the bot")
-        return proc
-
-    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    env = bot_env(fake_dbss, fake_slack, state, DBSS_TIMEOUT_SECONDS="30", BOT_POLL_INTERVAL_SECONDS="60")
     fake_dbss.delays["reboot"] = 5.0
-    proc = start()
+    bot = BotProcess(env, tmp_path)
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
-            body = urlencode(
-                {
-                    "command": "/dbss-reboot",
-                    "text": INSTANCE_ID,
-                    "user_id": ALICE,
-                    "channel_id": INCIDENTS,
-                    "team_id": "T1",
-                    "response_url": f"{fake_slack.url}/hooks/1",
-                }
-            )
-            http.post("/slack/events", content=body, headers={**form, **sign(body)})
-            eventually(lambda: fake_slack.messages, timeout=10, what="the card")
-            card = next(iter(fake_slack.messages.values()))
-            payload = {
-                "type": "block_actions",
-                "user": {"id": ALICE},
-                "team": {"id": "T1"},
-                "channel": {"id": INCIDENTS},
-                "container": {"type": "message", "message_ts": card.ts, "channel_id": INCIDENTS},
-                "message": {"ts": card.ts, "blocks": card.blocks},
-                "response_url": f"{fake_slack.url}/hooks/2",
-                "actions": [{"action_id": "dbss_reboot_confirm", "value": button_value(card, "dbss_reboot_confirm")}],
-            }
-            click = urlencode({"payload": json.dumps(payload)})
-            http.post("/slack/events", content=click, headers={**form, **sign(click)})
+        bot.post(command_body(fake_slack))
+        eventually(lambda: fake_slack.messages, timeout=10, what="the card")
+        card = next(iter(fake_slack.messages.values()))
+        bot.post(confirm_body(fake_slack, card))
         eventually(lambda: fake_dbss.reboot_requests(), timeout=10, what="the reboot to reach DBSS")
-        os.killpg(proc.pid, signal.SIGKILL)  # master and worker, mid-call
-        proc.wait(timeout=10)
+        bot.kill()  # master and worker, mid-call
         assert fake_slack.thread(INCIDENTS, card.ts) == []
         fake_dbss.delays["reboot"] = 0
-        proc = start()
+        bot = BotProcess(env, tmp_path)
         reply = eventually(lambda: fake_slack.thread(INCIDENTS, card.ts), timeout=15, what="the recovery")[0]
         assert "Outcome unknown" in reply.text and "will not retry" in reply.text and "DBSS console" in reply.text
         time.sleep(0.5)
         assert len(fake_dbss.reboot_requests()) == 1
         assert len(fake_slack.thread(INCIDENTS, card.ts)) == 1, "reported once, not on every start"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        bot.terminate()
     store = StateStore(state)
     assert [e.outcome for e in store.audit(instance_id=INSTANCE_ID) if e.event == "reboot_result"] == ["unknown"]
     store.close()
