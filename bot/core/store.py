@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import sqlite3
 import threading
@@ -11,6 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -151,8 +154,28 @@ class StateStore:
         # The writes the single-use guarantee rests on (claims and locks) are fsynced: see _transaction(durable=True).
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        self._stop_checkpoints = threading.Event()
+        if str(path) != ":memory:":
+            # SQLite would checkpoint the WAL inside whichever commit crosses 1,000 pages, fsyncing while the
+            # store's mutex is held and stalling every listener behind it. A connection of its own does it instead,
+            # PASSIVE (it never blocks readers or the writer), every few seconds.
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
+            threading.Thread(target=self._checkpoints, args=(str(path),), name="sqlite-checkpoint", daemon=True).start()
+
+    def _checkpoints(self, path: str, every: float = 2.0) -> None:
+        db = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
+        try:
+            while not self._stop_checkpoints.wait(every):
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error:
+                    log.warning("WAL checkpoint failed; will try again", exc_info=True)
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            db.close()
 
     def close(self) -> None:
+        self._stop_checkpoints.set()
         with self._mutex:
             self._db.close()
 
