@@ -188,12 +188,7 @@ class Console:
                         messages.list_text(service.dbss.list_instances(), page=page, project_id=service.project_id)
                     )
                 case HistoryCommand(instance_id=iid):
-                    entries = service.store.reboots(instance_id=iid, limit=10)
-                    outcomes = {
-                        e.correlation_id: o
-                        for e in entries
-                        if e.correlation_id and (o := service.store.followup_outcome(e.correlation_id))
-                    }
+                    entries, outcomes = service.history(iid)
                     self.say(messages.history_text(entries, outcomes, links, iid))
         except DbssError as err:
             self.say(f":warning: DBSS: {messages.escape(str(err))}")

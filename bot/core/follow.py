@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from bot.core.listing import Lister
 from bot.core.store import FollowUp, StateStore
 from bot.dbss.errors import DbssApiError, DbssError
 from bot.dbss.models import HEALTHY_STATUS, IDLE_TASK, Instance
@@ -18,10 +19,6 @@ log = logging.getLogger(__name__)
 # DBSS flips the task to "rebooting" a moment after accepting. If we never see it busy, we still call the
 # reboot finished after this many idle polls, rather than declare victory on the very first one.
 SETTLE_POLLS = 3
-
-
-class Lister(Protocol):
-    def list_instances(self) -> list[Instance]: ...
 
 
 @dataclass(frozen=True, slots=True)

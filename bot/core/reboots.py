@@ -22,8 +22,6 @@ log = logging.getLogger(__name__)
 class Dbss(Protocol):
     """What the flow needs from DBSS (the real client, or a simulator)."""
 
-    def find_instance(self, instance_id: str) -> Instance | None: ...
-
     def list_instances(self) -> list[Instance]: ...
 
     def reboot(self, instance_id: str) -> RebootAccepted: ...
@@ -419,6 +417,16 @@ class RebootService:
         detail = f"requested by {c.requester}, approved by {clicker}" if clicker != c.requester else None
         self._record("confirmed", outcome="confirmed", thread_ts=thread_ts, detail=detail, **audit)
         return Confirmed(c, clicker)
+
+    def history(self, instance_id: str | None, *, limit: int = 10) -> tuple[list[AuditEntry], dict[str, str]]:
+        """The latest reboots (newest first) and, by correlation ID, how each follow-up ended."""
+        entries = self.store.reboots(instance_id=instance_id, limit=limit)
+        outcomes = {
+            e.correlation_id: outcome
+            for e in entries
+            if e.correlation_id and (outcome := self.store.followup_outcome(e.correlation_id))
+        }
+        return entries, outcomes
 
     def outcome_reported(self, correlation_id: str, *, how: str) -> None:
         """The outcome reached a person (in the thread, or privately): nothing left to recover."""

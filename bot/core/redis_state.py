@@ -22,7 +22,7 @@ from typing import Any
 
 import redis
 
-from bot.core.store import FOLLOWUP_UPDATABLE, AuditEntry, FollowUp, Lock, StateStore, StateUnavailable
+from bot.core.store import AuditEntry, FollowUp, Lock, StateStore, StateUnavailable, check_followup_updates
 
 log = logging.getLogger(__name__)
 
@@ -183,9 +183,7 @@ class RedisBackedStore(StateStore):
         return sorted(owned, key=lambda f: f.started_at)
 
     def update_followups(self, updates: list[tuple[str, dict[str, Any]]]) -> None:
-        for _, fields in updates:
-            if not fields or set(fields) - FOLLOWUP_UPDATABLE:
-                raise ValueError(f"cannot update follow-up fields {sorted(set(fields) - FOLLOWUP_UPDATABLE)}")
+        check_followup_updates(updates)
         with self._shared():
             for cid, fields in updates:
                 raw = self._redis.get(self.key("followup", cid))

@@ -292,8 +292,8 @@ class StateStore:
             )
 
     def active_followups(self) -> list[FollowUp]:
-        with self._mutex:
-            rows = self._db.execute(
+        with self._reading() as db:
+            rows = db.execute(
                 "SELECT correlation_id, instance_id, requester, approver, channel, thread_ts, started_at, deadline, "
                 "progress_ts, seen_busy, polls, last_status, last_task, last_update_at "
                 "FROM followups WHERE done_at IS NULL ORDER BY started_at"
@@ -305,9 +305,7 @@ class StateStore:
 
     def update_followups(self, updates: list[tuple[str, dict[str, Any]]]) -> None:
         """Several follow-ups' progress in one transaction (the follower writes them all once per tick)."""
-        for _, fields in updates:
-            if not fields or set(fields) - FOLLOWUP_UPDATABLE:
-                raise ValueError(f"cannot update follow-up fields {sorted(set(fields) - FOLLOWUP_UPDATABLE)}")
+        check_followup_updates(updates)
         if not updates:
             return
         with self._transaction() as db:
@@ -364,10 +362,8 @@ class StateStore:
         return AuditEntry(*row) if row else None
 
     def followup_outcome(self, correlation_id: str) -> str | None:
-        with self._mutex:
-            row = self._db.execute(
-                "SELECT outcome FROM followups WHERE correlation_id = ?", (correlation_id,)
-            ).fetchone()
+        with self._reading() as db:
+            row = db.execute("SELECT outcome FROM followups WHERE correlation_id = ?", (correlation_id,)).fetchone()
         return str(row[0]) if row and row[0] else None
 
     def audit(self, *, instance_id: str | None = None, limit: int = 1000) -> list[AuditEntry]:
@@ -378,9 +374,16 @@ class StateStore:
             query += " WHERE instance_id = ?"
             args = (instance_id,)
         query += " ORDER BY id DESC LIMIT ?"
-        with self._mutex:
-            rows = self._db.execute(query, (*args, limit)).fetchall()
+        with self._reading() as db:
+            rows = db.execute(query, (*args, limit)).fetchall()
         return [AuditEntry(*row) for row in reversed(rows)]
+
+
+def check_followup_updates(updates: list[tuple[str, dict[str, Any]]]) -> None:
+    """Only a follow-up's progress fields may change (every store checks the same way)."""
+    for _, fields in updates:
+        if not fields or set(fields) - FOLLOWUP_UPDATABLE:
+            raise ValueError(f"cannot update follow-up fields {sorted(set(fields) - FOLLOWUP_UPDATABLE)}")
 
 
 def _followup(row: tuple[Any, ...]) -> FollowUp:

@@ -116,9 +116,11 @@ def register(app: App, *, service: RebootService, work: Executor, links: Links, 
         client: WebClient,
         thread_ts: str | None = None,
         reason: str | None = None,
+        known: list[Instance] | None = None,
     ) -> None:
         """On the work pool: the quick checks, then the card once the shared instance list has arrived.
-        `tell` answers the person privately; `thread_ts` puts the card in a thread (an alert's)."""
+        `tell` answers the person privately; `thread_ts` puts the card in a thread (an alert's); `known` is
+        an instance list the caller has just read, so it is not read again."""
         refusal = service.check_request(
             user=user, channel=channel, instance_id=instance_id, correlation_id=correlation_id
         )
@@ -126,11 +128,7 @@ def register(app: App, *, service: RebootService, work: Executor, links: Links, 
             tell(messages.offer_refusal(refusal, links))
             return
 
-        def with_listing(future: Future[list[Instance]]) -> None:
-            try:
-                answer: list[Instance] | DbssError = future.result()
-            except DbssError as err:
-                answer = err
+        def with_listing(answer: list[Instance] | DbssError) -> None:
             result = service.make_offer(
                 user=user,
                 channel=channel,
@@ -144,8 +142,18 @@ def register(app: App, *, service: RebootService, work: Executor, links: Links, 
             else:
                 tell(messages.offer_refusal(result, links))
 
+        def arrived(future: Future[list[Instance]]) -> None:
+            try:
+                answer: list[Instance] | DbssError = future.result()
+            except DbssError as err:
+                answer = err
+            with_listing(answer)
+
+        if known is not None:
+            with_listing(known)
+            return
         # No thread waits for DBSS: the answer comes back as a callback, and the card is posted on the pool.
-        listing.fetch().add_done_callback(lambda f: in_background(correlation_id, tell, lambda: with_listing(f)))
+        listing.fetch().add_done_callback(lambda f: in_background(correlation_id, tell, lambda: arrived(f)))
 
     def post_offer(offer: Offer, *, tell: Callable[[str], object], client: WebClient, thread_ts: str | None) -> None:
         c = offer.confirmation
@@ -193,15 +201,8 @@ def register(app: App, *, service: RebootService, work: Executor, links: Links, 
                     return
                 _say_privately(respond, messages.list_text(instances, page=page, project_id=service.project_id))
             case HistoryCommand(instance_id=iid):
-                entries = service.store.reboots(instance_id=iid, limit=10)
-                outcomes = {
-                    e.correlation_id: service.store.followup_outcome(e.correlation_id)
-                    for e in entries
-                    if e.correlation_id
-                }
-                _say_privately(
-                    respond, messages.history_text(entries, {k: v for k, v in outcomes.items() if v}, links, iid)
-                )
+                entries, outcomes = service.history(iid)
+                _say_privately(respond, messages.history_text(entries, outcomes, links, iid))
 
     def show_picker(respond: Respond) -> None:
         try:
@@ -327,6 +328,7 @@ def register(app: App, *, service: RebootService, work: Executor, links: Links, 
                     tell=tell,
                     client=client,
                     thread_ts=thread_ts,
+                    known=instances,
                 )
                 return
             if instances is None:
