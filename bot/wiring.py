@@ -23,6 +23,7 @@ from bot.slack.app import build_app
 from bot.slack.followups import SlackFollowUpNotifier
 from bot.slack.groups import GroupDirectory
 from bot.slack.messages import Links, interrupted_text
+from bot.slack.priority import AcksFirst
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +35,14 @@ class Bot:
     app: App
     service: RebootService
     work: ThreadPoolExecutor
+    acks_first: AcksFirst
     store: StateStore
     follower: Follower
 
     def close(self, *, wait: bool = True) -> None:
         """Stop: finish the work in hand (in-flight DBSS calls), leave follow-ups in the store for next time."""
         self.follower.stop()
+        self.acks_first.close()  # held jobs go to the pool, which finishes them before it stops
         self.work.shutdown(wait=wait)
         close_dbss = getattr(self.service.dbss, "close", None)
         if callable(close_dbss):
@@ -86,11 +89,13 @@ def build(
     work = ThreadPoolExecutor(max_workers=WORK_THREADS, thread_name_prefix="dbss-work")
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     listing = SharedListing(dbss_client)  # cards and follow-ups share one list call when they coincide
+    acks_first = AcksFirst(work)
     app = build_app(
         client=client,
         signing_secret=secret,
         service=service,
         work=work,
+        acks_first=acks_first,
         links=Links(_team_url(client)),
         listing=listing,
     )
@@ -103,7 +108,7 @@ def build(
     work.submit(report_interrupted, service, client)
     if follow:
         follower.start()
-    return Bot(app=app, service=service, work=work, store=store, follower=follower)
+    return Bot(app=app, service=service, work=work, acks_first=acks_first, store=store, follower=follower)
 
 
 def report_interrupted(service: RebootService, client: WebClient) -> None:

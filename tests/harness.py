@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import hmac
 import json
@@ -199,13 +200,20 @@ class Harness:
         )
 
     def drain(self) -> None:
-        """Wait until every job queued on the work pool so far has finished: one barrier job per worker can
-        only pass once all workers are free."""
+        """Wait until every job queued so far has finished: one barrier job per worker can only pass once all
+        workers are free. The barrier jobs go through the acks-first gate, behind any job it holds."""
         workers = self.bot.work._max_workers
         barrier = threading.Barrier(workers)
-        jobs = [self.bot.work.submit(barrier.wait, 10) for _ in range(workers)]
-        for job in jobs:
-            job.result(timeout=15)
+        passed = [threading.Event() for _ in range(workers)]
+
+        def wait(done: threading.Event) -> None:
+            barrier.wait(10)
+            done.set()
+
+        for done in passed:
+            self.bot.acks_first.submit(functools.partial(wait, done))
+        for done in passed:
+            assert done.wait(15), "the work pool did not drain"
 
 
 def _has_buttons(blocks: list[dict[str, Any]]) -> bool:

@@ -14,6 +14,7 @@ from bot.core.listing import SharedListing
 from bot.core.reboots import RebootService
 from bot.slack.listeners import register
 from bot.slack.messages import Links
+from bot.slack.priority import AcksFirst
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -25,6 +26,7 @@ def build_app(
     signing_secret: str | None,
     service: RebootService,
     work: Executor,
+    acks_first: AcksFirst,
     links: Links,
     listing: SharedListing,
 ) -> App:
@@ -43,7 +45,7 @@ def build_app(
         url_verification_enabled=False,
         attaching_function_token_enabled=False,
     )
-    register(app, service=service, work=work, links=links, listing=listing)
+    register(app, service=service, work=work, acks_first=acks_first, links=links, listing=listing)
     return app
 
 

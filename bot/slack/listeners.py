@@ -6,6 +6,7 @@ import logging
 import re
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
+from functools import partial
 from typing import Any, Literal
 
 from slack_bolt import Ack, App, Respond
@@ -67,7 +68,7 @@ def _say_privately(respond: Respond, text: str = "", **kwargs: Any) -> bool:
 
 
 def privately(respond: Respond) -> Callable[[str], bool]:
-    return lambda text: _say_privately(respond, text)
+    return partial(_say_privately, respond)
 
 
 def _dbss_unavailable(err: DbssError) -> str:
@@ -80,31 +81,38 @@ def _dbss_unavailable(err: DbssError) -> str:
     return f":warning: DBSS could not be reached ({messages.escape(type(err).__name__)}). Try again shortly."
 
 
-def register(app: App, *, service: RebootService, work: Executor, links: Links, listing: SharedListing) -> None:
-    """Wire the slash command, the picker and the card's buttons onto the app."""
+def register(
+    app: App, *, service: RebootService, work: Executor, acks_first: AcksFirst, links: Links, listing: SharedListing
+) -> None:
+    """Wire the slash command, the picker and the card's buttons onto the app.
+
+    Slow work goes through `acks_first`, which holds it while requests are being acknowledged; work that
+    must start at once (opening a modal before its trigger_id expires) goes straight to `work`.
+    """
     policy = service.policy
-    acks_first = AcksFirst()
-    app.use(acks_first.middleware)
+    app.use(acks_first)
+
+    def run_reporting(correlation_id: str, tell: Callable[[str], object], job: Callable[[], object]) -> None:
+        try:
+            job()
+        except Exception:
+            log.exception("unexpected error", extra={"correlation_id": correlation_id})
+            try:
+                tell(
+                    f":boom: Something went wrong on the bot's side (ref `{correlation_id}`). Check the card's "
+                    "thread and the audit trail before trying again; the platform team has the details in the "
+                    "logs.",
+                )
+            except Exception:
+                log.exception("could not tell the person about the error", extra={"correlation_id": correlation_id})
 
     def in_background(correlation_id: str, tell: Callable[[str], object], job: Callable[[], object]) -> None:
-        """Run slow work off the acknowledging path; an unexpected error is logged and told to the person."""
+        """Run slow work off the acknowledging path; an unexpected error is logged and told to the person.
 
-        def run() -> None:
-            acks_first.yield_to_acks()
-            try:
-                job()
-            except Exception:
-                log.exception("unexpected error", extra={"correlation_id": correlation_id})
-                try:
-                    tell(
-                        f":boom: Something went wrong on the bot's side (ref `{correlation_id}`). Check the card's "
-                        "thread and the audit trail before trying again; the platform team has the details in the "
-                        "logs.",
-                    )
-                except Exception:
-                    log.exception("could not tell the person about the error", extra={"correlation_id": correlation_id})
-
-        work.submit(run)
+        In a storm a thousand jobs wait in `acks_first` at once, and every object they hold is work for the
+        garbage collector while acks are being served: the slash command passes `partial`s of plain values
+        and the app's one Slack client, not closures over the request."""
+        acks_first.submit(partial(run_reporting, correlation_id, tell, job))
 
     def post_card(
         *,
@@ -213,7 +221,9 @@ def register(app: App, *, service: RebootService, work: Executor, links: Links, 
         _say_privately(respond, "Choose a DBSS instance to reboot", blocks=messages.picker(instances))
 
     @app.command("/dbss-reboot")
-    def on_command(ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient) -> None:
+    def on_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
+        # No lambdas or nested functions here: each would give every call its own closure cells (see
+        # in_background).
         user = str(command.get("user_id") or "")
         channel = str(command.get("channel_id") or "")
         text = str(command.get("text") or "")
@@ -228,38 +238,38 @@ def register(app: App, *, service: RebootService, work: Executor, links: Links, 
             refusal = policy.refusal(user, channel)
         if refusal is None and isinstance(parsed, Unparseable):
             refusal = parsed.reason
+        tell = privately(respond)
         if refusal is not None:
             ack(response_type="ephemeral", text=f":no_entry: {messages.escape(refusal)}")
-            reason = refusal
-            in_background(
-                correlation_id,
-                privately(respond),
-                lambda: service.refuse_request(
-                    user=user, channel=channel, reason=reason, text=text, correlation_id=correlation_id
-                ),
+            job: Callable[[], object] = partial(
+                service.refuse_request,
+                user=user,
+                channel=channel,
+                reason=refusal,
+                text=text,
+                correlation_id=correlation_id,
             )
-            return
-        ack()
-        match parsed:
-            case RebootCommand(instance_id=iid, reason=why):
-                in_background(
-                    correlation_id,
-                    privately(respond),
-                    lambda: post_card(
+        else:
+            ack()
+            match parsed:
+                case RebootCommand(instance_id=iid, reason=why):
+                    job = partial(
+                        post_card,
                         user=user,
                         channel=channel,
                         instance_id=iid,
                         correlation_id=correlation_id,
-                        tell=privately(respond),
-                        client=client,
+                        tell=tell,
+                        client=app.client,
                         reason=why,
-                    ),
-                )
-            case ShowPicker():
-                in_background(correlation_id, privately(respond), lambda: show_picker(respond))
-            case StatusCommand() | ListCommand() | HistoryCommand():
-                read_only_command = parsed
-                in_background(correlation_id, privately(respond), lambda: read_only(read_only_command, respond))
+                    )
+                case ShowPicker():
+                    job = partial(show_picker, respond)
+                case StatusCommand() | ListCommand() | HistoryCommand():
+                    job = partial(read_only, parsed, respond)
+                case _:
+                    return
+        in_background(correlation_id, tell, job)
 
     @app.action(messages.PICK_ACTION)
     def on_pick(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient) -> None:
@@ -354,18 +364,10 @@ def register(app: App, *, service: RebootService, work: Executor, links: Links, 
         ack()
         user = str((body.get("user") or {}).get("id") or "")
         trigger = str(body.get("trigger_id") or "")
-        if policy.user_refusal(user) is not None:
-            client.views_open(
-                trigger_id=trigger,
-                view=messages.modal(None, error=f":no_entry: {messages.escape(policy.user_refusal(user) or '')}"),
-            )
-            return
-        # trigger_id lasts 3 s: open a placeholder now, fill it in once the instance list is here.
-        opened = client.views_open(trigger_id=trigger, view=messages.modal(None))
-        view = opened.get("view") or {}
+        refusal = policy.user_refusal(user)
         correlation_id = new_correlation_id()
 
-        def fill() -> None:
+        def fill(view: dict[str, Any]) -> None:
             try:
                 instances = listing.list_instances()
             except DbssError as err:
@@ -377,7 +379,23 @@ def register(app: App, *, service: RebootService, work: Executor, links: Links, 
                 return
             client.views_update(view_id=view.get("id"), hash=view.get("hash"), view=messages.modal(instances))
 
-        in_background(correlation_id, lambda text: log.warning("modal: %s", text), fill)
+        def open_modal() -> None:
+            try:
+                if refusal is not None:
+                    client.views_open(
+                        trigger_id=trigger, view=messages.modal(None, error=f":no_entry: {messages.escape(refusal)}")
+                    )
+                    return
+                # A placeholder now, filled in once the instance list is here.
+                opened = client.views_open(trigger_id=trigger, view=messages.modal(None))
+            except Exception:
+                log.exception("could not open the modal", extra={"correlation_id": correlation_id})
+                return
+            view = opened.get("view") or {}
+            in_background(correlation_id, lambda text: log.warning("modal: %s", text), lambda: fill(view))
+
+        # trigger_id lasts 3 s: the modal opens off the request thread, but at once, not held behind acks.
+        work.submit(open_modal)
 
     @app.view(messages.MODAL_CALLBACK)
     def on_modal_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:

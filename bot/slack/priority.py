@@ -1,4 +1,4 @@
-"""Acks first: background work waits, for a bounded time, while Slack requests are being acknowledged.
+"""Acks first: background work is held back, for a bounded time, while Slack requests are being acknowledged.
 
 One Python process has one interpreter lock. In a storm, posting cards competes with acknowledging new
 commands for it; Slack needs the acknowledgement within 3 s, the card can come a moment later.
@@ -7,33 +7,92 @@ commands for it; Slack needs the acknowledgement within 3 s, the card can come a
 from __future__ import annotations
 
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
-from typing import Any
+from concurrent.futures import Executor
 
-from slack_bolt import BoltResponse
+from slack_bolt import BoltRequest, BoltResponse
+from slack_bolt.middleware import Middleware
 
 
-class AcksFirst:
-    """Counts requests in dispatch (a Bolt middleware); `yield_to_acks()` waits until none are, or `max_wait`."""
+class AcksFirst(Middleware):
+    """A Bolt middleware that notes every request in dispatch, and a holding area in front of the work pool.
 
-    def __init__(self, *, max_wait: float = 2.0) -> None:
+    `submit(job)` holds the job; one releasing thread hands every held job to the pool once no request has
+    been in dispatch for `quiet` seconds, or once the oldest has been held `max_wait` seconds.
+
+    - A quiet moment, not "none in dispatch right now": between two requests of a storm there are instants
+      with none in dispatch (the server is still reading the next one), and a card job let in at such an
+      instant would hold the interpreter lock while the next acks wait.
+    - Held here, not in the pool's threads: a pool thread woken for every command, only to wait, would itself
+      take the interpreter lock a thousand times a second in a storm.
+    - A Middleware subclass, not a function: Bolt calls it directly, without building keyword arguments for
+      it on every request.
+    """
+
+    def __init__(
+        self,
+        work: Executor,
+        *,
+        quiet: float = 0.02,
+        max_wait: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._work = work
+        self._quiet = quiet
         self._max_wait = max_wait
-        self._lock = threading.Lock()
+        self._clock = clock
+        self._changed = threading.Condition(threading.Lock())
         self._active = 0
-        self._idle = threading.Event()
-        self._idle.set()
+        self._last_done = float("-inf")
+        self._held: deque[tuple[float, Callable[[], object]]] = deque()
+        self._closed = False
+        self._releaser = threading.Thread(target=self._release, name="acks-first", daemon=True)
+        self._releaser.start()
 
-    def middleware(self, next: Callable[[], BoltResponse], **_: Any) -> BoltResponse:
-        with self._lock:
+    def process(self, *, req: BoltRequest, resp: BoltResponse, next: Callable[[], BoltResponse]) -> BoltResponse | None:
+        with self._changed:
             self._active += 1
-            self._idle.clear()
         try:
             return next()
         finally:
-            with self._lock:
+            with self._changed:
                 self._active -= 1
-                if self._active == 0:
-                    self._idle.set()
+                self._last_done = self._clock()
 
-    def yield_to_acks(self) -> None:
-        self._idle.wait(self._max_wait)
+    def submit(self, job: Callable[[], object]) -> None:
+        """Hold `job` until acks leave room for it, then hand it to the pool."""
+        with self._changed:
+            if self._closed:
+                raise RuntimeError("closed: no new work")
+            self._held.append((self._clock(), job))
+            if len(self._held) == 1:  # the releaser sleeps until there is something to release
+                self._changed.notify()
+
+    def close(self) -> None:
+        """Hand every held job to the pool now, and take no more (the pool is shut down next)."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify()
+        self._releaser.join()
+
+    def _release(self) -> None:
+        while True:
+            with self._changed:
+                while not self._held and not self._closed:
+                    self._changed.wait()
+                while not self._closed:
+                    now = self._clock()
+                    quiet_at = now + self._quiet if self._active else self._last_done + self._quiet
+                    due = min(quiet_at, self._held[0][0] + self._max_wait)
+                    if now >= due:
+                        break
+                    self._changed.wait(due - now)  # nothing notifies here: recheck when the wait is over
+                jobs = [job for _, job in self._held]
+                self._held.clear()
+                closed = self._closed
+            for job in jobs:
+                self._work.submit(job)
+            if closed:
+                return

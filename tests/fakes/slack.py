@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,7 @@ class FakeSlack(FakeHttpServer):
         self.scripted: dict[str, deque[Answer]] = defaultdict(deque)
         self.usergroups: dict[str, list[str]] = {}
         self.views: dict[str, Any] = {}
+        self.delays: dict[str, float] = {}  # seconds a Web API method takes to answer
         self._ts = itertools.count(1)
 
     # --- what tests read ------------------------------------------------------------------------------
@@ -76,6 +78,8 @@ class FakeSlack(FakeHttpServer):
         if not request.path.startswith("/api/"):
             return Answer(404, raw=b"not found")
         method = request.path.removeprefix("/api/")
+        if self.delays.get(method):
+            time.sleep(self.delays[method])
         if request.headers.get("authorization") != f"Bearer {self.bot_token}":
             return Answer(
                 200, {"ok": False, "error": "invalid_auth" if request.headers.get("authorization") else "not_authed"}

@@ -4,6 +4,7 @@ optional reason: each through Bolt's signed request path, with every check of th
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -149,7 +150,7 @@ def test_global_shortcut_opens_the_modal_and_posts_the_card_with_the_reason(harn
         "user": {"id": ALICE},
     }
     assert harness.post(urlencode({"payload": json.dumps(payload)})).status_code == 200
-    [opened] = harness.slack.calls("views.open")
+    [opened] = eventually(lambda: harness.slack.calls("views.open"), what="the modal to open")
     assert opened["trigger_id"] == "9.9.9"
     eventually(lambda: harness.slack.calls("views.update"), what="the modal to fill in")
     view = harness.slack.views["V1"]
@@ -211,3 +212,21 @@ def test_reason_rules(harness: Harness) -> None:
     assert "A reason goes with a reboot only" in harness.command("list reason: why").json()["text"]
     assert "exactly one instance ID" in harness.command(f"{INSTANCE_ID} because reason: x").json()["text"]
     assert "keep it under 300" in harness.command(f"{INSTANCE_ID} reason: " + "x" * 400).json()["text"]
+
+
+def test_global_shortcut_is_acknowledged_without_waiting_for_slack_to_open_the_modal(harness: Harness) -> None:
+    """views.open is a Slack round trip: the ack goes first, and the modal still opens (trigger_id lasts 3 s)."""
+    harness.slack.delays["views.open"] = 1.5
+    payload = {
+        "type": "shortcut",
+        "callback_id": "dbss_reboot_global",
+        "trigger_id": "7.7.7",
+        "team": {"id": "T1"},
+        "user": {"id": ALICE},
+    }
+    started = time.monotonic()
+    assert harness.post(urlencode({"payload": json.dumps(payload)})).status_code == 200
+    assert time.monotonic() - started < 1.0
+    [opened] = eventually(lambda: harness.slack.calls("views.open"), what="the modal to open")
+    assert opened["trigger_id"] == "7.7.7"
+    eventually(lambda: harness.slack.calls("views.update"), what="the modal to fill in")

@@ -1,0 +1,89 @@
+"""The acks-first gate: background jobs wait for a quiet moment between requests, never longer than max_wait."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from slack_bolt import BoltResponse
+
+from bot.slack.priority import AcksFirst
+
+
+def in_dispatch(gate: AcksFirst, release: threading.Event) -> threading.Thread:
+    """A request that stays in Bolt's dispatch until `release` is set."""
+
+    def next() -> BoltResponse:
+        release.wait(10)
+        return BoltResponse(status=200)
+
+    thread = threading.Thread(target=gate.process, kwargs={"req": None, "resp": None, "next": next})
+    thread.start()
+    time.sleep(0.02)
+    return thread
+
+
+@pytest.fixture
+def pool() -> Any:
+    with ThreadPoolExecutor(max_workers=2) as work:
+        yield work
+
+
+def test_jobs_wait_while_a_request_is_in_dispatch_and_run_in_order_once_it_is_quiet(pool: Any) -> None:
+    gate = AcksFirst(pool, quiet=0.05, max_wait=5.0)
+    release = threading.Event()
+    request = in_dispatch(gate, release)
+    ran: list[tuple[int, float]] = []
+    for n in range(3):
+        gate.submit(lambda n=n: ran.append((n, time.monotonic())))
+    time.sleep(0.3)
+    assert ran == []  # held: a request is being acknowledged
+    released_at = time.monotonic()
+    release.set()
+    request.join()
+    deadline = time.monotonic() + 3
+    while len(ran) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(n for n, _ in ran) == [0, 1, 2]
+    assert all(at - released_at >= 0.05 for _, at in ran)  # the quiet period after the last request
+    gate.close()
+
+
+def test_a_job_is_held_no_longer_than_max_wait(pool: Any) -> None:
+    gate = AcksFirst(pool, quiet=0.05, max_wait=0.3)
+    release = threading.Event()
+    request = in_dispatch(gate, release)
+    done = threading.Event()
+    submitted = time.monotonic()
+    gate.submit(done.set)
+    assert done.wait(3)
+    assert 0.25 <= time.monotonic() - submitted < 2.0  # ran although the request was still in dispatch
+    release.set()
+    request.join()
+    gate.close()
+
+
+def test_with_no_requests_a_job_runs_at_once(pool: Any) -> None:
+    gate = AcksFirst(pool, quiet=0.05, max_wait=5.0)
+    done = threading.Event()
+    submitted = time.monotonic()
+    gate.submit(done.set)
+    assert done.wait(3) and time.monotonic() - submitted < 1.0
+    gate.close()
+
+
+def test_close_hands_held_jobs_to_the_pool_and_refuses_new_ones(pool: Any) -> None:
+    gate = AcksFirst(pool, quiet=0.05, max_wait=60.0)
+    release = threading.Event()
+    request = in_dispatch(gate, release)
+    done = threading.Event()
+    gate.submit(done.set)
+    gate.close()  # on SIGTERM: the job in hand still runs, without waiting out max_wait
+    assert done.wait(3)
+    with pytest.raises(RuntimeError):
+        gate.submit(done.set)
+    release.set()
+    request.join()
