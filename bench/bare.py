@@ -11,7 +11,7 @@ import sys
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
 
-from bot.http_server import serve
+from bot.http_server import THREADS, serve
 from bot.slack.app import wsgi_app
 
 
@@ -32,4 +32,7 @@ def build(process_before_response: bool) -> App:
 
 if __name__ == "__main__":
     variant = sys.argv[1] if len(sys.argv) > 1 else "default"
-    serve(lambda: wsgi_app(build(variant == "before")), port=int(os.environ["PORT"]))
+    before = variant == "before"
+    # Bolt's defaults hold a request thread until ack() is seen (polled every 10 ms): give that variant the
+    # threads it needs, and the other the bot's own setting.
+    serve(lambda: wsgi_app(build(before)), port=int(os.environ["PORT"]), threads=THREADS if before else 32)

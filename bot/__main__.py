@@ -47,6 +47,7 @@ def serve_socket_mode(settings: Settings) -> None:
     """Socket Mode until SIGTERM or SIGINT; then stop taking commands and finish the work in hand."""
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
+    from bot.http_server import settle_heap
     from bot.wiring import build
 
     assert settings.slack_app_token is not None
@@ -54,6 +55,7 @@ def serve_socket_mode(settings: Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     bot = build(settings)
+    settle_heap()
     handler = SocketModeHandler(bot.app, app_token=settings.slack_app_token.get_secret_value())
     handler.connect()  # type: ignore[no-untyped-call]
     log.info("connected in Socket Mode")
