@@ -6,6 +6,7 @@ commands for it; Slack needs the acknowledgement within 3 s, the card can come a
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -14,6 +15,8 @@ from concurrent.futures import Executor
 
 from slack_bolt import BoltRequest, BoltResponse
 from slack_bolt.middleware import Middleware
+
+log = logging.getLogger(__name__)
 
 
 class AcksFirst(Middleware):
@@ -93,6 +96,9 @@ class AcksFirst(Middleware):
                 self._held.clear()
                 closed = self._closed
             for job in jobs:
-                self._work.submit(job)
+                try:
+                    self._work.submit(job)
+                except Exception:  # this thread must survive, or no card would ever be posted again
+                    log.exception("could not hand a job to the work pool")
             if closed:
                 return

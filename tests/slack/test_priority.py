@@ -87,3 +87,26 @@ def test_close_hands_held_jobs_to_the_pool_and_refuses_new_ones(pool: Any) -> No
         gate.submit(done.set)
     release.set()
     request.join()
+
+
+class RefusesOnce(ThreadPoolExecutor):
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.refused = False
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        if not self.refused:
+            self.refused = True
+            raise RuntimeError("cannot schedule new futures")
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_a_pool_that_refuses_a_job_does_not_stop_later_jobs() -> None:
+    with RefusesOnce() as work:
+        gate = AcksFirst(work, quiet=0.01, max_wait=1.0)
+        gate.submit(lambda: None)  # refused by the pool, and logged
+        time.sleep(0.2)
+        done = threading.Event()
+        gate.submit(done.set)
+        assert work.refused and done.wait(3)
+        gate.close()
