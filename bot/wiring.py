@@ -36,6 +36,7 @@ class Bot:
     service: RebootService
     work: ThreadPoolExecutor
     acks_first: AcksFirst
+    urgent: ThreadPoolExecutor
     store: StateStore
     follower: Follower
 
@@ -43,6 +44,7 @@ class Bot:
         """Stop: finish the work in hand (in-flight DBSS calls), leave follow-ups in the store for next time."""
         self.follower.stop()
         self.acks_first.close()  # held jobs go to the pool, which finishes them before it stops
+        self.urgent.shutdown(wait=wait)
         self.work.shutdown(wait=wait)
         close_dbss = getattr(self.service.dbss, "close", None)
         if callable(close_dbss):
@@ -90,12 +92,13 @@ def build(
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     listing = SharedListing(dbss_client)  # cards and follow-ups share one list call when they coincide
     acks_first = AcksFirst(work)
+    urgent = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dbss-urgent")  # modals: trigger_id lasts 3 s
     app = build_app(
         client=client,
         signing_secret=secret,
         service=service,
-        work=work,
         acks_first=acks_first,
+        urgent=urgent,
         links=Links(_team_url(client)),
         listing=listing,
     )
@@ -108,7 +111,9 @@ def build(
     work.submit(report_interrupted, service, client)
     if follow:
         follower.start()
-    return Bot(app=app, service=service, work=work, acks_first=acks_first, store=store, follower=follower)
+    return Bot(
+        app=app, service=service, work=work, acks_first=acks_first, urgent=urgent, store=store, follower=follower
+    )
 
 
 def report_interrupted(service: RebootService, client: WebClient) -> None:

@@ -25,12 +25,13 @@ def build_app(
     client: WebClient,
     signing_secret: str | None,
     service: RebootService,
-    work: Executor,
     acks_first: AcksFirst,
+    urgent: Executor,
     links: Links,
     listing: SharedListing,
 ) -> App:
-    """The Bolt app. Listeners only acknowledge and hand slow work to `work`, so acks never wait on DBSS.
+    """The Bolt app. Listeners only acknowledge and hand slow work to `acks_first` (which holds it while
+    requests are being acknowledged, then runs it on the work pool) or `urgent`, so acks never wait on DBSS.
 
     process_before_response=True runs the (fast) listener on the request thread and answers when it returns,
     instead of Bolt's default of polling every 10 ms for ack() from its own five-thread executor.
@@ -45,7 +46,7 @@ def build_app(
         url_verification_enabled=False,
         attaching_function_token_enabled=False,
     )
-    register(app, service=service, work=work, acks_first=acks_first, links=links, listing=listing)
+    register(app, service=service, acks_first=acks_first, urgent=urgent, links=links, listing=listing)
     return app
 
 

@@ -82,12 +82,19 @@ def _dbss_unavailable(err: DbssError) -> str:
 
 
 def register(
-    app: App, *, service: RebootService, work: Executor, acks_first: AcksFirst, links: Links, listing: SharedListing
+    app: App,
+    *,
+    service: RebootService,
+    acks_first: AcksFirst,
+    urgent: Executor,
+    links: Links,
+    listing: SharedListing,
 ) -> None:
     """Wire the slash command, the picker and the card's buttons onto the app.
 
-    Slow work goes through `acks_first`, which holds it while requests are being acknowledged; work that
-    must start at once (opening a modal before its trigger_id expires) goes straight to `work`.
+    Slow work goes through `acks_first`, which holds it while requests are being acknowledged, then runs on
+    the work pool. Work that must start at once (opening a modal before its trigger_id expires) goes to
+    `urgent`, a small pool of its own, so it waits neither for acks nor behind a storm's cards.
     """
     policy = service.policy
     app.use(acks_first)
@@ -394,8 +401,8 @@ def register(
             view = opened.get("view") or {}
             in_background(correlation_id, lambda text: log.warning("modal: %s", text), lambda: fill(view))
 
-        # trigger_id lasts 3 s: the modal opens off the request thread, but at once, not held behind acks.
-        work.submit(open_modal)
+        # trigger_id lasts 3 s: the modal opens off the request thread, but at once.
+        urgent.submit(open_modal)
 
     @app.view(messages.MODAL_CALLBACK)
     def on_modal_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:

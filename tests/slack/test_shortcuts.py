@@ -4,6 +4,7 @@ optional reason: each through Bolt's signed request path, with every check of th
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -229,4 +230,25 @@ def test_global_shortcut_is_acknowledged_without_waiting_for_slack_to_open_the_m
     assert time.monotonic() - started < 1.0
     [opened] = eventually(lambda: harness.slack.calls("views.open"), what="the modal to open")
     assert opened["trigger_id"] == "7.7.7"
+    eventually(lambda: harness.slack.calls("views.update"), what="the modal to fill in")
+
+
+def test_global_shortcut_opens_the_modal_while_the_work_pool_is_busy(harness: Harness) -> None:
+    """A storm's cards can fill the work pool for seconds; the modal must still open within trigger_id's 3 s."""
+    release = threading.Event()
+    for _ in range(harness.bot.work._max_workers * 2):
+        harness.bot.work.submit(release.wait, 10)
+    try:
+        payload = {
+            "type": "shortcut",
+            "callback_id": "dbss_reboot_global",
+            "trigger_id": "6.6.6",
+            "team": {"id": "T1"},
+            "user": {"id": ALICE},
+        }
+        assert harness.post(urlencode({"payload": json.dumps(payload)})).status_code == 200
+        [opened] = eventually(lambda: harness.slack.calls("views.open"), timeout=2.0, what="the modal to open")
+        assert opened["trigger_id"] == "6.6.6"
+    finally:
+        release.set()
     eventually(lambda: harness.slack.calls("views.update"), what="the modal to fill in")
