@@ -143,14 +143,7 @@ def test_shortcut_checks_apply_unchanged(tmp_path: Path, fake_dbss: FakeDbss, fa
 
 def test_global_shortcut_opens_the_modal_and_posts_the_card_with_the_reason(harness: Harness) -> None:
     """The modal opens at once, fills with the instances, and a valid submission posts the card (with the reason)."""
-    payload = {
-        "type": "shortcut",
-        "callback_id": "dbss_reboot_global",
-        "trigger_id": "9.9.9",
-        "team": {"id": "T1"},
-        "user": {"id": ALICE},
-    }
-    assert harness.post(urlencode({"payload": json.dumps(payload)})).status_code == 200
+    assert global_shortcut(harness, "9.9.9").status_code == 200
     [opened] = eventually(lambda: harness.slack.calls("views.open"), what="the modal to open")
     assert opened["trigger_id"] == "9.9.9"
     eventually(lambda: harness.slack.calls("views.update"), what="the modal to fill in")
@@ -163,6 +156,17 @@ def test_global_shortcut_opens_the_modal_and_posts_the_card_with_the_reason(harn
     assert card.channel == INCIDENTS and "*Reason:* audit agent stuck &lt;!channel&gt;" in str(card.blocks)
     requested = [e for e in harness.bot.store.audit() if e.event == "requested"][-1]
     assert requested.detail == "reason: audit agent stuck <!channel>"
+
+
+def global_shortcut(h: Harness, trigger_id: str) -> Any:
+    payload = {
+        "type": "shortcut",
+        "callback_id": "dbss_reboot_global",
+        "trigger_id": trigger_id,
+        "team": {"id": "T1"},
+        "user": {"id": ALICE},
+    }
+    return h.post(urlencode({"payload": json.dumps(payload)}))
 
 
 def submit(h: Harness, instance_id: str, channel: str, reason: str | None, user: str = ALICE) -> Any:
@@ -218,15 +222,8 @@ def test_reason_rules(harness: Harness) -> None:
 def test_global_shortcut_is_acknowledged_without_waiting_for_slack_to_open_the_modal(harness: Harness) -> None:
     """views.open is a Slack round trip: the ack goes first, and the modal still opens (trigger_id lasts 3 s)."""
     harness.slack.delays["views.open"] = 1.5
-    payload = {
-        "type": "shortcut",
-        "callback_id": "dbss_reboot_global",
-        "trigger_id": "7.7.7",
-        "team": {"id": "T1"},
-        "user": {"id": ALICE},
-    }
     started = time.monotonic()
-    assert harness.post(urlencode({"payload": json.dumps(payload)})).status_code == 200
+    assert global_shortcut(harness, "7.7.7").status_code == 200
     assert time.monotonic() - started < 1.0
     [opened] = eventually(lambda: harness.slack.calls("views.open"), what="the modal to open")
     assert opened["trigger_id"] == "7.7.7"
@@ -239,14 +236,7 @@ def test_global_shortcut_opens_the_modal_while_the_work_pool_is_busy(harness: Ha
     for _ in range(harness.bot.work._max_workers * 2):
         harness.bot.work.submit(release.wait, 10)
     try:
-        payload = {
-            "type": "shortcut",
-            "callback_id": "dbss_reboot_global",
-            "trigger_id": "6.6.6",
-            "team": {"id": "T1"},
-            "user": {"id": ALICE},
-        }
-        assert harness.post(urlencode({"payload": json.dumps(payload)})).status_code == 200
+        assert global_shortcut(harness, "6.6.6").status_code == 200
         [opened] = eventually(lambda: harness.slack.calls("views.open"), timeout=2.0, what="the modal to open")
         assert opened["trigger_id"] == "6.6.6"
     finally:
