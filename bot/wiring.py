@@ -92,7 +92,8 @@ def build(
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     listing = SharedListing(dbss_client)  # cards and follow-ups share one list call when they coincide
     acks_first = AcksFirst(work)
-    urgent = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dbss-urgent")  # modals: trigger_id lasts 3 s
+    # Work a person is waiting on, a few at a time: opening a modal (trigger_id lasts 3 s), a button click.
+    urgent = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dbss-urgent")
     app = build_app(
         client=client,
         signing_secret=secret,

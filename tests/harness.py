@@ -200,20 +200,22 @@ class Harness:
         )
 
     def drain(self) -> None:
-        """Wait until every job queued so far has finished: one barrier job per worker can only pass once all
-        workers are free. The barrier jobs go through the acks-first gate, behind any job it holds."""
-        workers = self.bot.work._max_workers
-        barrier = threading.Barrier(workers)
-        passed = [threading.Event() for _ in range(workers)]
+        """Wait until every job queued so far has finished, on the urgent pool (clicks, modals) and then on
+        the work pool: one barrier job per worker can only pass once all workers are free. The work pool's
+        barrier jobs go through the acks-first gate, behind any job it holds."""
+        for pool, submit in ((self.bot.urgent, self.bot.urgent.submit), (self.bot.work, self.bot.acks_first.submit)):
+            workers = pool._max_workers
+            barrier = threading.Barrier(workers)
+            passed = [threading.Event() for _ in range(workers)]
 
-        def wait(done: threading.Event) -> None:
-            barrier.wait(10)
-            done.set()
+            def wait(done: threading.Event, barrier: threading.Barrier = barrier) -> None:
+                barrier.wait(10)
+                done.set()
 
-        for done in passed:
-            self.bot.acks_first.submit(functools.partial(wait, done))
-        for done in passed:
-            assert done.wait(15), "the work pool did not drain"
+            for done in passed:
+                submit(functools.partial(wait, done))
+            for done in passed:
+                assert done.wait(15), "a pool did not drain"
 
 
 def _has_buttons(blocks: list[dict[str, Any]]) -> bool:

@@ -93,8 +93,9 @@ def register(
     """Wire the slash command, the picker and the card's buttons onto the app.
 
     Slow work goes through `acks_first`, which holds it while requests are being acknowledged, then runs on
-    the work pool. Work that must start at once (opening a modal before its trigger_id expires) goes to
-    `urgent`, a small pool of its own, so it waits neither for acks nor behind a storm's cards.
+    the work pool. Work that must start at once (opening a modal before its trigger_id expires, acting on a
+    button click) goes to `urgent`, a small pool of its own, so it waits neither for acks nor behind a
+    storm's cards.
     """
     policy = service.policy
     app.use(acks_first)
@@ -113,13 +114,20 @@ def register(
             except Exception:
                 log.exception("could not tell the person about the error", extra={"correlation_id": correlation_id})
 
-    def in_background(correlation_id: str, tell: Callable[[str], object], job: Callable[[], object]) -> None:
+    def in_background(
+        correlation_id: str, tell: Callable[[str], object], job: Callable[[], object], *, now: bool = False
+    ) -> None:
         """Run slow work off the acknowledging path; an unexpected error is logged and told to the person.
 
         In a storm a thousand jobs wait in `acks_first` at once, and every object they hold is work for the
         garbage collector while acks are being served: the slash command passes `partial`s of plain values
-        and the app's one Slack client, not closures over the request."""
-        acks_first.submit(partial(run_reporting, correlation_id, tell, job))
+        and the app's one Slack client, not closures over the request. `now`: a person is waiting on this
+        very job (a button click), so it goes to `urgent`, ahead of a storm's cards."""
+        reporting = partial(run_reporting, correlation_id, tell, job)
+        if now:
+            urgent.submit(reporting)
+        else:
+            acks_first.submit(reporting)
 
     def post_card(
         *,
@@ -529,7 +537,7 @@ def register(
                     if _say_privately(respond, text):
                         service.outcome_reported(c.nonce, how="privately")
 
-            in_background(new_correlation_id(), privately(respond), decide_and_act)
+            in_background(new_correlation_id(), privately(respond), decide_and_act, now=True)
 
         return listener
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any
 from urllib.parse import urlencode
@@ -292,3 +293,19 @@ def test_click_with_missing_fields_gets_an_answer_not_a_crash(harness: Harness) 
     assert response.status_code == 200
     harness.drain()
     assert harness.dbss.reboot_requests() == []
+
+
+def test_a_confirmation_is_acted_on_while_a_storm_of_cards_fills_the_work_pool(harness: Harness) -> None:
+    """A person is waiting on the click: it does not queue behind the cards of a storm."""
+    card = card_for(harness)
+    release = threading.Event()
+    for _ in range(harness.bot.work._max_workers * 2):
+        harness.bot.work.submit(release.wait, 10)
+    try:
+        assert harness.click("dbss_reboot_confirm", card=card).status_code == 200
+        [sent] = eventually(harness.dbss.reboot_requests, timeout=2.0, what="the reboot call")
+        assert sent.json == {"instance_id": INSTANCE_ID}
+    finally:
+        release.set()
+    [reply] = harness.wait_for_thread(card)
+    assert "DBSS accepted the reboot" in reply.text
