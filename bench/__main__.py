@@ -235,8 +235,9 @@ def cards(slack: FakeSlack) -> list[Any]:
 
 
 class Bench:
-    def __init__(self, scale: Scale, workdir: Path) -> None:
+    def __init__(self, scale: Scale, workdir: Path, *, soak: int = 0) -> None:
         self.scale = scale
+        self.soak = soak
         self.workdir = workdir
         self.rows: list[tuple[str, str, str]] = []
         self.slack = FakeSlack().start()
@@ -384,6 +385,14 @@ class Bench:
                 storm_lists = len(self.dbss.list_requests()) - lists_before
                 rss_after.append(bot.rss())
 
+            # 4b. --soak N: N more storms, the bot's RSS after each (does it level off?).
+            soak_rss: list[int] = []
+            for _ in range(self.soak):
+                count_before = len(cards(self.slack))
+                send_all(bot.port, self.storm_bodies(), s.senders)
+                wait_until(lambda pb=count_before: len(cards(self.slack)) >= pb + s.commands, 240)
+                soak_rss.append(bot.rss()[1])
+
             # 5. Card latency at list latency 0 and 1 s, commands paced at an incident rate and in one burst.
             #    Distinct instances, so each card is matched to its command.
             card_latency: dict[tuple[str, float], list[float]] = {}
@@ -468,6 +477,11 @@ class Bench:
             )
         growth = (rss_after[1][1] - rss_after[0][1]) / 1024
         self.row("RSS growth of the bot between identical runs", f"{growth:+.1f} MiB", "none")
+        if soak_rss:
+            self.row(
+                f"RSS of the bot after each of {len(soak_rss)} more storms (--soak)",
+                ", ".join(f"{r / 1024:.1f}" for r in soak_rss) + " MiB",
+            )
         self.row("bot exit code on SIGTERM", str(code), "0")
 
 
@@ -501,10 +515,10 @@ def commit() -> str:
     return rev.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
 
 
-def render(rows: list[tuple[str, str, str]], *, scale_name: str, seconds: float) -> str:
+def render(rows: list[tuple[str, str, str]], *, command: str, seconds: float) -> str:
     lines = [
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}; commit {commit()}; "
-        f"`python -m bench{' --smoke' if scale_name == 'smoke' else ''}` took {seconds:.0f} s.",
+        f"`{command}` took {seconds:.0f} s.",
         "",
         "| measure | result | target |",
         "|---|---|---|",
@@ -527,18 +541,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="a seconds-long version (used by the tests)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument(
+        "--soak", type=int, default=0, metavar="N", help="N more storms after the two, with the bot's RSS after each"
+    )
     args = parser.parse_args(argv)
     scale = SMOKE if args.smoke else FULL
     if SERVER_CPU_PREFIX:
         os.sched_setaffinity(0, set(CORES[1:]))  # the load generator, spawned from here, inherits it
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="dbss-bench-") as tmp:
-        bench = Bench(scale, Path(tmp))
+        bench = Bench(scale, Path(tmp), soak=args.soak)
         try:
             bench.run()
         finally:
             bench.close()
-    table = render(bench.rows, scale_name="smoke" if args.smoke else "full", seconds=time.monotonic() - started)
+    command = "python -m bench" + (" --smoke" if args.smoke else "") + (f" --soak {args.soak}" if args.soak else "")
+    table = render(bench.rows, command=command, seconds=time.monotonic() - started)
     write(args.out, table)
     print(f"wrote {args.out}")
     return 0

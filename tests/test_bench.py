@@ -10,11 +10,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_smoke_benchmark_writes_its_table(tmp_path: Path) -> None:
-    """`python -m bench --smoke` runs every measurement and writes the results between the markers."""
+    """`python -m bench --smoke --soak 2` runs every measurement and writes the results between the markers."""
     out = tmp_path / "benchmarks.md"
     out.write_text("# Benchmarks\n\nNotes kept.\n\n<!-- bench:start -->\nold\n<!-- bench:end -->\n\nAfter.\n")
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--out", str(out)],
+        [sys.executable, "-m", "bench", "--smoke", "--soak", "2", "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -32,3 +32,5 @@ def test_smoke_benchmark_writes_its_table(tmp_path: Path) -> None:
     assert rows["bot exit code on SIGTERM"] == "0"
     assert "(10 cards)" in rows["card latency, 10 commands 20 commands/s, DBSS list latency 0 s"]
     assert "(10 cards)" in rows["card latency, 10 commands all at once, DBSS list latency 0.05 s"]
+    assert len(rows["RSS of the bot after each of 2 more storms (--soak)"].split(", ")) == 2
+    assert "`python -m bench --smoke --soak 2` took" in text
