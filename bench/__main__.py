@@ -323,87 +323,80 @@ class Bench:
     def storm_latencies(self, port: int) -> list[float]:
         return [x.latency for x in send_all(port, self.storm_bodies(), self.scale.senders)]
 
+    def storm_until_carded(self, port: int) -> tuple[list[Sent], float]:
+        """A storm at the bot, then wait for all its cards: the acks, and seconds until the last card."""
+        count_before = len(cards(self.slack))
+        started = time.monotonic()
+        sent = send_all(port, self.storm_bodies(), self.scale.senders)
+        done = wait_until(lambda: len(cards(self.slack)) >= count_before + self.scale.commands, 240)
+        return sent, time.monotonic() - started if done else float("nan")
+
     def run(self) -> None:
         s = self.scale
         # 1. Baselines: bare Bolt with its defaults, and bare Bolt answering on the request thread (as the bot
         #    does). Their storms alternate with the bot's, the bot stopped meanwhile, so all three see the same
         #    machine: this machine's speed drifts by tens of percent over a minute.
-        bare_procs: list[Process] = []
-        try:
-            bare_procs.append(self.bare("default"))
-            bare_procs.append(self.bare("before"))
-        except Exception:
-            for proc in bare_procs:
-                proc.stop()
-            raise
-        bare_default_proc, bare_proc = bare_procs
-        bare: list[float] = []
-        bare_before: list[float] = []
+        with contextlib.ExitStack() as servers:
+            bare_default_proc = self.bare("default")
+            servers.callback(bare_default_proc.stop)
+            bare_proc = self.bare("before")
+            servers.callback(bare_proc.stop)
+            bare: list[float] = []
+            bare_before: list[float] = []
 
-        # 2. The bot, with 200 reboots being followed (seeded in its state store, as after a restart).
-        state = self.workdir / "state.sqlite3"
-        store = StateStore(state)
-        now = time.time()
-        for n, iid in enumerate(self.followed):
-            store.add_followup(
-                FollowUp(f"seed{n}", iid, self.users[0], self.users[0], CHANNEL, f"1.{n}", now, now + 3600)
-            )
-        store.close()
-        self.set_latency(s.latency)
-        try:
+            # 2. The bot, with 200 reboots being followed (seeded in its state store, as after a restart).
+            state = self.workdir / "state.sqlite3"
+            store = StateStore(state)
+            now = time.time()
+            for n, iid in enumerate(self.followed):
+                store.add_followup(
+                    FollowUp(f"seed{n}", iid, self.users[0], self.users[0], CHANNEL, f"1.{n}", now, now + 3600)
+                )
+            store.close()
+            self.set_latency(s.latency)
             bot = Process(["bot", "http"], self.env(state), free_port(), self.workdir / "bot.log")
-        except Exception:
-            for proc in bare_procs:
-                proc.stop()
-            raise
-        try:
-            rss_start = bot.rss()
-            # 3. List calls per poll interval, in a quiet window.
-            time.sleep(s.poll_interval * 1.5)
-            before = len(self.dbss.list_requests())
-            time.sleep(s.quiet_window)
-            per_interval = (len(self.dbss.list_requests()) - before) / (s.quiet_window / s.poll_interval)
+            try:
+                rss_start = bot.rss()
+                # 3. List calls per poll interval, in a quiet window.
+                time.sleep(s.poll_interval * 1.5)
+                before = len(self.dbss.list_requests())
+                time.sleep(s.quiet_window)
+                per_interval = (len(self.dbss.list_requests()) - before) / (s.quiet_window / s.poll_interval)
 
-            # 4. A warm-up burst (not measured: first requests pay for lazy imports and caches), then two
-            #    identical storms; ack latency and memory after each.
-            warm = len(cards(self.slack))
-            send_all(bot.port, self.storm_bodies()[: max(20, s.commands // 5)], s.senders)
-            wait_until(lambda: len(cards(self.slack)) >= warm + max(20, s.commands // 5), 120)
-            acks: list[list[Sent]] = []
-            rss_after: list[tuple[int, int]] = []
-            drains: list[float] = []
-            for _ in range(2):
-                with bot.paused():  # the bot's follow-ups take no CPU while the baselines are measured
-                    bare += self.storm_latencies(bare_default_proc.port)
-                    bare_before += self.storm_latencies(bare_proc.port)
-                count_before = len(cards(self.slack))
-                lists_before = len(self.dbss.list_requests())
-                started = time.monotonic()
-                acks.append(send_all(bot.port, self.storm_bodies(), s.senders))
-                done = wait_until(lambda pb=count_before: len(cards(self.slack)) >= pb + s.commands, 240)
-                drains.append(time.monotonic() - started if done else float("nan"))
-                storm_lists = len(self.dbss.list_requests()) - lists_before
-                rss_after.append(bot.rss())
+                # 4. A warm-up burst (not measured: first requests pay for lazy imports and caches), then two
+                #    identical storms; ack latency and memory after each.
+                warm = len(cards(self.slack))
+                send_all(bot.port, self.storm_bodies()[: max(20, s.commands // 5)], s.senders)
+                wait_until(lambda: len(cards(self.slack)) >= warm + max(20, s.commands // 5), 120)
+                acks: list[list[Sent]] = []
+                rss_after: list[tuple[int, int]] = []
+                drains: list[float] = []
+                for _ in range(2):
+                    with bot.paused():  # the bot's follow-ups take no CPU while the baselines are measured
+                        bare += self.storm_latencies(bare_default_proc.port)
+                        bare_before += self.storm_latencies(bare_proc.port)
+                    lists_before = len(self.dbss.list_requests())
+                    sent, drain = self.storm_until_carded(bot.port)
+                    acks.append(sent)
+                    drains.append(drain)
+                    storm_lists = len(self.dbss.list_requests()) - lists_before
+                    rss_after.append(bot.rss())
 
-            # 4b. --soak N: N more storms, the bot's RSS after each (does it level off?).
-            soak_rss: list[int] = []
-            for _ in range(self.soak):
-                count_before = len(cards(self.slack))
-                send_all(bot.port, self.storm_bodies(), s.senders)
-                wait_until(lambda pb=count_before: len(cards(self.slack)) >= pb + s.commands, 240)
-                soak_rss.append(bot.rss()[1])
+                # 4b. --soak N: N more storms, the bot's RSS after each (does it level off?).
+                soak_rss: list[int] = []
+                for _ in range(self.soak):
+                    self.storm_until_carded(bot.port)
+                    soak_rss.append(bot.rss()[1])
 
-            # 5. Card latency at list latency 0 and 1 s, commands paced at an incident rate and in one burst.
-            #    Distinct instances, so each card is matched to its command.
-            card_latency: dict[tuple[str, float], list[float]] = {}
-            for mode, pace in (("paced", 1 / s.card_rate), ("burst", 0.0)):
-                for latency in (0.0, s.latency):
-                    self.set_latency(latency)
-                    card_latency[(mode, latency)] = self.card_round(bot.port, pace)
-        finally:
-            code = bot.stop()
-            for proc in bare_procs:
-                proc.stop()
+                # 5. Card latency at list latency 0 and 1 s, commands paced at an incident rate and in one
+                #    burst. Distinct instances, so each card is matched to its command.
+                card_latency: dict[tuple[str, float], list[float]] = {}
+                for mode, pace in (("paced", 1 / s.card_rate), ("burst", 0.0)):
+                    for latency in (0.0, s.latency):
+                        self.set_latency(latency)
+                        card_latency[(mode, latency)] = self.card_round(bot.port, pace)
+            finally:
+                code = bot.stop()
 
         # 6. IAM mode: 200 concurrent reboots, how many logins.
         logins_before = self.dbss.logins

@@ -34,18 +34,10 @@ class AcksFirst(Middleware):
       it on every request.
     """
 
-    def __init__(
-        self,
-        work: Executor,
-        *,
-        quiet: float = 0.02,
-        max_wait: float = 2.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, work: Executor, *, quiet: float = 0.02, max_wait: float = 2.0) -> None:
         self._work = work
         self._quiet = quiet
         self._max_wait = max_wait
-        self._clock = clock
         self._changed = threading.Condition(threading.Lock())
         self._active = 0
         self._last_done = float("-inf")
@@ -62,14 +54,14 @@ class AcksFirst(Middleware):
         finally:
             with self._changed:
                 self._active -= 1
-                self._last_done = self._clock()
+                self._last_done = time.monotonic()
 
     def submit(self, job: Callable[[], object]) -> None:
         """Hold `job` until acks leave room for it, then hand it to the pool."""
         with self._changed:
             if self._closed:
                 raise RuntimeError("closed: no new work")
-            self._held.append((self._clock(), job))
+            self._held.append((time.monotonic(), job))
             if len(self._held) == 1:  # the releaser sleeps until there is something to release
                 self._changed.notify()
 
@@ -86,7 +78,7 @@ class AcksFirst(Middleware):
                 while not self._held and not self._closed:
                     self._changed.wait()
                 while not self._closed:
-                    now = self._clock()
+                    now = time.monotonic()
                     quiet_at = now + self._quiet if self._active else self._last_done + self._quiet
                     due = min(quiet_at, self._held[0][0] + self._max_wait)
                     if now >= due:
