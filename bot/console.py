@@ -26,6 +26,7 @@ from bot.core.commands import (
     parse,
 )
 from bot.core.follow import Ending, Follower, Progress
+from bot.core.outbox import OutboxMessage
 from bot.core.reboots import (
     Accepted,
     Confirmed,
@@ -103,11 +104,12 @@ class ConsoleNotifier:
         self._out.flush()
         return "console"
 
-    def finished(self, followup: FollowUp, ending: Ending) -> None:
+    def finished(self, followup: FollowUp, ending: Ending) -> list[OutboxMessage]:
         if self._live:
             self._out.write("\r\033[K")
         self._out.write(to_text(messages.finished_text(followup, ending)) + "\n")
         self._out.flush()
+        return []  # said on the terminal: nothing to deliver
 
 
 class Console:

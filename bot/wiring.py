@@ -15,14 +15,18 @@ from bot.config import Settings
 from bot.core.confirmation import ConfirmationSigner
 from bot.core.follow import Follower
 from bot.core.listing import SharedListing
+from bot.core.outbox import Outbox, OutboxMessage
 from bot.core.policy import AccessPolicy
-from bot.core.reboots import Dbss, RebootService
+from bot.core.reboots import Dbss, Interrupted, RebootService
 from bot.core.store import StateStore
 from bot.dbss import build_client
+from bot.slack import announce
 from bot.slack.app import build_app
+from bot.slack.delivery import Deliverer
 from bot.slack.followups import SlackFollowUpNotifier
 from bot.slack.groups import GroupDirectory
-from bot.slack.messages import Links, interrupted_text
+from bot.slack.listeners import Deps
+from bot.slack.messages import Links
 from bot.slack.priority import AcksFirst
 
 log = logging.getLogger(__name__)
@@ -39,13 +43,20 @@ class Bot:
     urgent: ThreadPoolExecutor
     store: StateStore
     follower: Follower
+    outbox: Outbox
+    deliverer: Deliverer
 
     def close(self, *, wait: bool = True) -> None:
-        """Stop: finish the work in hand (in-flight DBSS calls), leave follow-ups in the store for next time."""
+        """Stop: finish the work in hand (in-flight DBSS calls), leave follow-ups in the store for next time.
+
+        The deliverer stops last, so what the work in hand had to say is sent; anything Slack still refuses
+        stays in the outbox for the next start (or another replica)."""
         self.follower.stop()
         self.acks_first.close()  # held jobs go to the pool, which finishes them before it stops
         self.urgent.shutdown(wait=wait)
         self.work.shutdown(wait=wait)
+        self.deliverer.flush(timeout=5.0)
+        self.deliverer.stop()
         close_dbss = getattr(self.service.dbss, "close", None)
         if callable(close_dbss):
             close_dbss()
@@ -70,6 +81,11 @@ def build(
     client = slack_client or WebClient(token=token, base_url=settings.slack_api_url, timeout=10)
     # Slack's 429 means the call was not processed: waiting Retry-After and sending again is safe.
     client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
+    # The deliverer retries on its own terms (Retry-After, backoff, looking before posting again): no handlers.
+    delivery_client = slack_client or WebClient(
+        token=token, base_url=settings.slack_api_url, timeout=10, retry_handlers=[]
+    )
+    outbox = Outbox(store)
     groups = GroupDirectory(client, (u for u in settings.bot_allowed_users if u.startswith("S")))
     policy = AccessPolicy(
         frozenset(settings.bot_allowed_users), frozenset(settings.bot_allowed_channels), groups.members
@@ -87,6 +103,7 @@ def build(
         followup_timeout_seconds=settings.bot_poll_timeout_seconds,
         cooldown_seconds=settings.bot_cooldown_seconds,
         require_second_approver=settings.bot_require_second_approver,
+        outbox=outbox,
     )
     work = ThreadPoolExecutor(max_workers=WORK_THREADS, thread_name_prefix="dbss-work")
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
@@ -94,41 +111,52 @@ def build(
     acks_first = AcksFirst(work)
     # Work a person is waiting on, a few at a time: opening a modal (trigger_id lasts 3 s), a button click.
     urgent = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dbss-urgent")
-    app = build_app(
-        client=client,
-        signing_secret=secret,
+    deps = Deps(
         service=service,
         acks_first=acks_first,
         urgent=urgent,
         links=Links(_team_url(client)),
         listing=listing,
+        outbox=outbox,
+        client=client,
     )
+    app = build_app(client=client, signing_secret=secret, deps=deps)
     follower = Follower(
         dbss=listing,
         store=store,
-        notifier=SlackFollowUpNotifier(client),
+        notifier=SlackFollowUpNotifier(outbox),
         interval_seconds=settings.bot_poll_interval_seconds,
+        outbox=outbox,
     )
-    work.submit(report_interrupted, service, client)
+    deliverer = Deliverer(outbox, delivery_client)
+    work.submit(report_interrupted, service, outbox)
+    deliverer.start()
     if follow:
         follower.start()
     return Bot(
-        app=app, service=service, work=work, acks_first=acks_first, urgent=urgent, store=store, follower=follower
+        app=app,
+        service=service,
+        work=work,
+        acks_first=acks_first,
+        urgent=urgent,
+        store=store,
+        follower=follower,
+        outbox=outbox,
+        deliverer=deliverer,
     )
 
 
-def report_interrupted(service: RebootService, client: WebClient) -> None:
+def report_interrupted(service: RebootService, outbox: Outbox) -> None:
     """Tell each thread whose reboot outcome a crash kept from it (never retrying the reboot)."""
-    for interrupted in service.recover():
-        e = interrupted.entry
-        try:
-            client.chat_postMessage(channel=e.channel or "", thread_ts=e.thread_ts, text=interrupted_text(interrupted))
-            service.outcome_reported(e.correlation_id or "", how="thread, after a restart")
-        except SlackApiError as err:
-            log.error(
-                "could not report an interrupted reboot",
-                extra={"correlation_id": e.correlation_id, "slack_error": err.response.get("error")},
-            )
+
+    def said(found: Interrupted) -> list[OutboxMessage]:
+        anchor = outbox.get(announce.card_key(found.entry.correlation_id or ""))
+        return announce.interrupted(found, anchor)
+
+    try:
+        service.recover(said)
+    except Exception:
+        log.exception("could not recover interrupted reboots; the next start will try again")
 
 
 def _team_url(client: WebClient) -> str | None:

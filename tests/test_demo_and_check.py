@@ -48,7 +48,7 @@ def test_demo_confirm_shows_card_reboots_and_follows_to_active() -> None:
         "Instance: audit-prod-eu",
         "Status: ACTIVE",
         "Task: NO_TASK",
-        "Confirmed by",
+        "confirmed by",
         "DBSS accepted the reboot",
         "Following",
         "rebooting",

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal, Protocol
 
 from bot.core.listing import Lister
+from bot.core.outbox import Outbox, OutboxMessage
 from bot.core.store import FollowUp, StateStore
 from bot.dbss.errors import DbssApiError, DbssError
 from bot.dbss.models import HEALTHY_STATUS, IDLE_TASK, Instance
@@ -19,6 +21,9 @@ log = logging.getLogger(__name__)
 # DBSS flips the task to "rebooting" a moment after accepting. If we never see it busy, we still call the
 # reboot finished after this many idle polls, rather than declare victory on the very first one.
 SETTLE_POLLS = 3
+# An instance missing from one list answer may be a glitch of that answer: it is called gone only when this many
+# good answers in a row lack it.
+GONE_AFTER_LISTS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +46,8 @@ class FollowUpNotifier(Protocol):
     def progress(self, followup: FollowUp, progress: Progress) -> str | None:
         """Show progress; returns the ID of the progress message to update next time."""
 
-    def finished(self, followup: FollowUp, ending: Ending) -> None: ...
+    def finished(self, followup: FollowUp, ending: Ending) -> Sequence[OutboxMessage]:
+        """Report the end; returns messages to write together with the audit entry (or nothing)."""
 
 
 class Follower:
@@ -57,6 +63,7 @@ class Follower:
         progress_every_seconds: float = 60.0,
         progress_budget: int = 10,
         on_finished: Callable[[FollowUp, Ending], None] | None = None,
+        outbox: Outbox | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._dbss = dbss
@@ -66,7 +73,9 @@ class Follower:
         self._progress_every = progress_every_seconds
         self._progress_budget = progress_budget
         self._on_finished = on_finished
+        self._outbox = outbox
         self._clock = clock
+        self._missing: dict[str, int] = {}  # good list answers in a row without the instance, by follow-up
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.ticks = 0
@@ -75,6 +84,9 @@ class Follower:
         """Start following, including follow-ups left in the store by an earlier run."""
         self._thread = threading.Thread(target=self._run, name="dbss-follower", daemon=True)
         self._thread.start()
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop polling; unfinished follow-ups stay in the store for the next start."""
@@ -145,8 +157,14 @@ class Follower:
         polls = f.polls + 1
         seen_busy = f.seen_busy or (instance is not None and instance.task != IDLE_TASK)
         if instances is not None and instance is None:
-            self._finish(f, Ending("gone", elapsed, None))
-            return None
+            missing = self._missing.get(f.correlation_id, 0) + 1
+            self._missing[f.correlation_id] = missing
+            if missing >= GONE_AFTER_LISTS:
+                self._finish(f, Ending("gone", elapsed, None))
+                return None
+            note = "not in the latest instance list; checking again"
+        elif instances is not None:
+            self._missing.pop(f.correlation_id, None)
         if instance is not None and instance.task == IDLE_TASK and (seen_busy or polls >= SETTLE_POLLS):
             kind: Literal["healthy", "unhealthy"] = "healthy" if instance.status == HEALTHY_STATUS else "unhealthy"
             self._finish(f, Ending(kind, elapsed, instance))
@@ -166,10 +184,16 @@ class Follower:
         return changes, priority, Progress(elapsed, instance, note), state
 
     def _finish(self, f: FollowUp, ending: Ending) -> None:
+        """Claim the ending (once, across replicas), write its messages with its audit entry, release the lock.
+
+        Each write that fails after the claim is retried through the outbox: the ending always reaches the thread
+        and the lock is always released."""
         if not self._store.finish_followup(f.correlation_id, ending.kind):
             return
-        self._store.release_lock(f.instance_id, f.correlation_id)
-        self._store.record(
+        self._missing.pop(f.correlation_id, None)
+        said = list(self._notifier.finished(f, ending))
+        record = partial(
+            self._store.record,
             "followup_done",
             correlation_id=f.correlation_id,
             user_id=f.requester,
@@ -180,10 +204,21 @@ class Follower:
             detail=f"after {ending.elapsed:.0f}s"
             + (f", {ending.instance.status}/{ending.instance.task}" if ending.instance else ""),
         )
+        release = partial(self._store.release_lock, f.instance_id, f.correlation_id)
+        if self._outbox is None:
+            self._store.release_lock(f.instance_id, f.correlation_id)
+            record(announce=said)
+        else:
+            try:
+                record(announce=said)
+            except Exception:
+                log.exception("could not record the end of a follow-up; telling people first, recording later")
+                self._outbox.put(said)
+                self._outbox.later(f"record the end of {f.correlation_id}", record)
+            self._outbox.attempt(f"release the lock of {f.correlation_id}", release)
         log.info(
             "follow-up done",
             extra={"correlation_id": f.correlation_id, "instance_id": f.instance_id, "outcome": ending.kind},
         )
-        self._notifier.finished(f, ending)
         if self._on_finished is not None:
             self._on_finished(f, ending)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal, Protocol
 
 from bot.core.confirmation import Confirmation, ConfirmationSigner, InvalidToken
+from bot.core.outbox import Outbox, OutboxMessage
 from bot.core.policy import AccessPolicy
 from bot.core.store import AuditEntry, FollowUp, Lock, StateStore, StateUnavailable
 from bot.dbss.client import RebootAccepted
@@ -72,10 +74,11 @@ class InFlight:
 
 @dataclass(frozen=True, slots=True)
 class CoolingDown:
-    """The instance was rebooted less than BOT_COOLDOWN_SECONDS ago."""
+    """The instance was rebooted less than BOT_COOLDOWN_SECONDS ago (`confirmation`: when refused at Confirm)."""
 
     last: AuditEntry
     cooldown_seconds: float
+    confirmation: Confirmation | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +205,8 @@ Decision = (
     | Refused
 )
 Outcome = Accepted | Rejected | NotSent | OutcomeUnknown
+# Builds the messages that tell people an outcome; written to the store in the same step as the outcome.
+Announce = Callable[[Outcome], Sequence[OutboxMessage]]
 
 
 class RebootService:
@@ -219,6 +224,7 @@ class RebootService:
         followup_timeout_seconds: float = 600.0,
         cooldown_seconds: float = 0.0,
         require_second_approver: bool = False,
+        outbox: Outbox | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.dbss = dbss
@@ -232,12 +238,26 @@ class RebootService:
         self._lock_ttl = followup_timeout_seconds + 300.0
         self.cooldown_seconds = cooldown_seconds
         self.require_second_approver = require_second_approver
+        self.outbox = outbox
         self._clock = clock
 
-    def _record(self, event: str, **fields: object) -> None:
-        """Append to the audit trail and log the same event as one structured line."""
-        self.store.record(event, **fields)
+    def _record(self, event: str, announce: Sequence[OutboxMessage] = (), /, **fields: object) -> None:
+        """Append to the audit trail (with the messages that announce it) and log the event as one line."""
+        self.store.record(event, announce=announce, **fields)
         log.info(event, extra={"audit": {k: v for k, v in fields.items() if v is not None}})
+
+    def _must(self, what: str, write: Callable[[], object]) -> None:
+        """A store write that must happen: now, or (with an outbox) as soon as the store is back."""
+        if self.outbox is not None:
+            self.outbox.attempt(what, write)
+        else:
+            write()
+
+    def _release(self, instance_id: str, correlation_id: str) -> None:
+        self._must(
+            f"release the lock on {instance_id} ({correlation_id})",
+            partial(self.store.release_lock, instance_id, correlation_id),
+        )
 
     def _cooling_down(self, instance_id: str) -> CoolingDown | None:
         if self.cooldown_seconds <= 0:
@@ -391,8 +411,20 @@ class RebootService:
         if action == "confirm" and not self.require_second_approver and clicker != c.requester:
             self._record("refused", outcome="refused", detail="confirm by someone other than the requester", **audit)
             return NotRequester(c, clicker)
+        if action == "confirm" and clicker != c.requester:
+            requester_refusal = self.policy.refusal(c.requester, channel)
+            if requester_refusal is not None:  # an approval needs a requester who may still ask
+                self._record("refused", outcome="refused", detail="requester no longer allowed", **audit)
+                return Refused(
+                    f"{c.requester} asked for this reboot but may no longer request reboots here "
+                    f"({requester_refusal}) Nothing was done."
+                )
         if action == "confirm" and self._clock() > c.expires_at:
-            self.store.claim_confirmation(c.nonce, instance_id=c.instance_id, user_id=clicker, decision="expired")
+            if not self.store.claim_confirmation(
+                c.nonce, instance_id=c.instance_id, user_id=clicker, decision="expired"
+            ):  # answered before it expired (a stale tab): what happened then stands
+                self._record("refused", outcome="refused", detail="confirmation already used", **audit)
+                return AlreadyUsed(c)
             self._record("expired", outcome="expired", thread_ts=thread_ts, **audit)
             return Expired(c)
         if not self.store.claim_confirmation(c.nonce, instance_id=c.instance_id, user_id=clicker, decision=action):
@@ -408,7 +440,7 @@ class RebootService:
         cooling = self._cooling_down(c.instance_id)
         if cooling is not None:
             self._record("refused", outcome="refused", detail="cooldown", thread_ts=thread_ts, **audit)
-            return cooling
+            return CoolingDown(cooling.last, cooling.cooldown_seconds, c)
         taken, lock = self.store.acquire_lock(
             c.instance_id,
             owner=clicker,
@@ -421,7 +453,11 @@ class RebootService:
             self._record("refused", outcome="refused", detail=f"in flight ({lock.correlation_id})", **audit)
             return BusyOnConfirm(c, lock)
         detail = f"requested by {c.requester}, approved by {clicker}" if clicker != c.requester else None
-        self._record("confirmed", outcome="confirmed", thread_ts=thread_ts, detail=detail, **audit)
+        try:
+            self._record("confirmed", outcome="confirmed", thread_ts=thread_ts, detail=detail, **audit)
+        except Exception:  # no audit entry, no reboot: and no lock left behind either
+            self._release(c.instance_id, c.nonce)
+            raise
         return Confirmed(c, clicker)
 
     def history(self, instance_id: str | None, *, limit: int = 10) -> tuple[list[AuditEntry], dict[str, str]]:
@@ -434,22 +470,19 @@ class RebootService:
         }
         return entries, outcomes
 
-    def outcome_reported(self, correlation_id: str, *, how: str) -> None:
-        """The outcome reached a person (in the thread, or privately): nothing left to recover."""
-        try:
-            self._record("outcome_reported", correlation_id=correlation_id, detail=how)
-        except StateUnavailable:
-            log.exception("could not record that the outcome was reported", extra={"correlation_id": correlation_id})
-
-    def recover(self) -> list[Interrupted]:
+    def recover(self, announce: Callable[[Interrupted], Sequence[OutboxMessage]] | None = None) -> list[Interrupted]:
         """At start-up: reboots interrupted by a crash. A DBSS call with no recorded result gets the result
-        'unknown' (never retried); the caller tells each thread."""
+        'unknown' (never retried); each thread is told through the outbox, once, whichever replica gets here first
+        (the message's key is the outcome's own)."""
         found = []
         for entry in self.store.interrupted():
             unknown = entry.event == "reboot_intent"
+            interrupted = Interrupted(entry, unknown)
+            messages = list(announce(interrupted)) if announce is not None else []
             if unknown:
                 self._record(
                     "reboot_result",
+                    messages,
                     correlation_id=entry.correlation_id,
                     user_id=entry.user_id,
                     instance_id=entry.instance_id,
@@ -458,11 +491,15 @@ class RebootService:
                     outcome="unknown",
                     detail="the bot stopped while waiting for DBSS's answer",
                 )
-            found.append(Interrupted(entry, unknown))
+            else:
+                self.store.enqueue(messages)
+            found.append(interrupted)
         return found
 
-    def execute(self, confirmed: Confirmed, *, thread_ts: str) -> Outcome:
-        """Call DBSS once. The intent is recorded before the call and the outcome after it."""
+    def execute(self, confirmed: Confirmed, *, thread_ts: str, announce: Announce | None = None) -> Outcome:
+        """Call DBSS once. The intent is recorded before the call; the outcome after it, together with the
+        messages that announce it (`announce`). Once DBSS has answered, a failing store delays the records but
+        never the messages: they wait in the outbox's memory and the writes are retried."""
         c = confirmed.confirmation
         audit = {
             "correlation_id": c.nonce,
@@ -473,26 +510,34 @@ class RebootService:
         }
         try:
             self._record("reboot_intent", **audit)
-        except StateUnavailable:
+        except Exception:
             log.exception("state store unavailable before the DBSS call", extra={"correlation_id": c.nonce})
-            return NotSent(
+            self._release(c.instance_id, c.nonce)
+            not_sent = NotSent(
                 c.instance_id, "the bot could not record its intent in the state store, so it did not call DBSS"
             )
+            self._settle(not_sent, announce, outcome="not_sent", detail=not_sent.detail, **audit)
+            return not_sent
         try:
             accepted = self.dbss.reboot(c.instance_id)
         except DbssApiError as err:
-            self.store.release_lock(c.instance_id, c.nonce)
-            self._record(
-                "reboot_result", outcome="rejected", dbss_request_id=err.request_id, detail=str(err)[:500], **audit
+            self._release(c.instance_id, c.nonce)
+            rejected = Rejected(c.instance_id, err)
+            self._settle(
+                rejected, announce, outcome="rejected", dbss_request_id=err.request_id, detail=str(err)[:500], **audit
             )
-            return Rejected(c.instance_id, err)
+            return rejected
         except DbssNotSent as err:
-            self.store.release_lock(c.instance_id, c.nonce)
-            self._record("reboot_result", outcome="not_sent", detail=str(err), **audit)
-            return NotSent(c.instance_id, str(err))
-        except DbssError as err:  # sent, but no usable answer: keep the lock until it expires, never retry
-            self._record("reboot_result", outcome="unknown", detail=str(err), **audit)
-            return OutcomeUnknown(c.instance_id, str(err))
+            self._release(c.instance_id, c.nonce)
+            never_sent = NotSent(c.instance_id, str(err))
+            self._settle(never_sent, announce, outcome="not_sent", detail=str(err), **audit)
+            return never_sent
+        except Exception as err:  # sent, but no usable answer: keep the lock until it expires, never retry
+            if not isinstance(err, DbssError):
+                log.exception("unexpected error from the DBSS client", extra={"correlation_id": c.nonce})
+            unknown = OutcomeUnknown(c.instance_id, str(err) or type(err).__name__)
+            self._settle(unknown, announce, outcome="unknown", detail=unknown.detail, **audit)
+            return unknown
         now = self._clock()
         followup = FollowUp(
             correlation_id=c.nonce,
@@ -504,7 +549,26 @@ class RebootService:
             started_at=now,
             deadline=now + self._followup_timeout,
         )
-        self.store.add_followup(followup)
-        self.store.extend_lock(c.instance_id, c.nonce, until=followup.deadline + 300.0)
-        self._record("reboot_result", outcome="accepted", dbss_request_id=accepted.request_id, **audit)
-        return Accepted(c.instance_id, accepted.request_id, followup)
+        outcome = Accepted(c.instance_id, accepted.request_id, followup)
+        # The announcement is written before the follow-up, so its first progress message comes after it.
+        self._settle(outcome, announce, outcome="accepted", dbss_request_id=accepted.request_id, **audit)
+        self._must(f"follow {c.nonce}", partial(self.store.add_followup, followup))
+        self._must(
+            f"extend the lock of {c.nonce}",
+            partial(self.store.extend_lock, c.instance_id, c.nonce, until=followup.deadline + 300.0),
+        )
+        return outcome
+
+    def _settle(self, result: Outcome, announce: Announce | None, /, **fields: object) -> None:
+        """Record the result and its messages in one step; if the store fails, the messages go out anyway."""
+        messages = list(announce(result)) if announce is not None else []
+        try:
+            self._record("reboot_result", messages, **fields)
+        except Exception:
+            if self.outbox is None:
+                raise
+            log.exception("could not record the reboot result; telling people first, recording later")
+            self.outbox.put(messages)
+            self.outbox.later(
+                f"record the result of {fields.get('correlation_id')}", partial(self._record, "reboot_result", **fields)
+            )

@@ -1,9 +1,11 @@
 """Shared state in Redis, for two or more replicas: what must be the same everywhere lives here.
 
 Used confirmations, in-flight locks, cooldowns (the last reboot of each instance), the confirmation key,
-and follow-ups with their ownership. Each follow-up is owned by one replica through a lease it renews on
-every tick; when a replica dies its leases lapse and another replica takes its follow-ups over. The audit
-trail stays in each replica's own SQLite file (BOT_STATE_PATH).
+follow-ups with their ownership, and the outbox. Each follow-up is owned by one replica through a lease it
+renews on every tick; when a replica dies its leases lapse and another replica takes its follow-ups over.
+The outbox works the same way: one replica at a time delivers a thread's messages (in order), under a lease
+per thread, and a dead replica's pending messages are delivered by another. The audit trail stays in each
+replica's own SQLite file (BOT_STATE_PATH).
 """
 
 from __future__ import annotations
@@ -14,14 +16,15 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis
 
+from bot.core.outbox import OutboxMessage, State
 from bot.core.store import AuditEntry, FollowUp, Lock, StateStore, StateUnavailable, check_followup_updates
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,23 @@ LEASE = (
     "if owner == false or owner == ARGV[1] then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end "
     "return 0"
 )
+# Change a pending outbox message only if it is still the version we read (cjson is Redis' own).
+OUTBOX_FINISH = (
+    "local raw = redis.call('GET', KEYS[1]) if not raw then return 0 end "
+    "local m = cjson.decode(raw) if m['version'] ~= tonumber(ARGV[1]) then return 0 end "
+    "local changes = cjson.decode(ARGV[2]) for k, v in pairs(changes) do m[k] = v end "
+    "m['attempts'] = m['attempts'] + 1 "
+    "redis.call('SET', KEYS[1], cjson.encode(m), 'KEEPTTL') "
+    "if m['state'] ~= 'pending' then redis.call('ZREM', KEYS[2], ARGV[3]) end return 1"
+)
+# Replace the content of a pending update (a newer state of the same message), bumping its version.
+OUTBOX_COALESCE = (
+    "local raw = redis.call('GET', KEYS[1]) if not raw then return 0 end "
+    "local m = cjson.decode(raw) if m['state'] ~= 'pending' then return 0 end "
+    "local changes = cjson.decode(ARGV[1]) m['text'] = changes['text'] m['blocks'] = changes['blocks'] "
+    "m['version'] = m['version'] + 1 redis.call('SET', KEYS[1], cjson.encode(m), 'KEEPTTL') return 1"
+)
+OUTBOX_SECONDS = 7 * 24 * 3600
 
 
 class RedisBackedStore(StateStore):
@@ -73,6 +93,7 @@ class RedisBackedStore(StateStore):
         try:
             yield
         except redis.RedisError as err:
+            self.failed_at = time.monotonic()
             raise StateUnavailable(f"shared state (Redis): {err}") from err
 
     def close(self) -> None:
@@ -144,7 +165,10 @@ class RedisBackedStore(StateStore):
 
     # --- cooldowns --------------------------------------------------------------------------------------
 
-    def record(self, event: str, **fields: Any) -> None:
+    def record(self, event: str, *, announce: Sequence[OutboxMessage] = (), **fields: Any) -> None:
+        """The messages go to the shared outbox first, then the entry to this replica's audit trail (if that
+        write fails, the caller writes the messages again, which keeps the first, and retries the entry)."""
+        self.enqueue(announce)
         super().record(event, **fields)
         if event == "reboot_result" and fields.get("outcome") in ("accepted", "unknown") and fields.get("instance_id"):
             entry = {name: fields.get(name) for name in AuditEntry.__slots__}
@@ -205,6 +229,104 @@ class RedisBackedStore(StateStore):
         with self._shared():
             raw = self._redis.get(self.key("followup-outcome", correlation_id))
         return _text(raw) if raw else None
+
+    def interrupted(self) -> list[AuditEntry]:
+        found = super().interrupted()
+        if not found:
+            return found
+        with self._shared():
+            told = self._redis.mget([self.key("outbox-key", f"{e.correlation_id}:outcome") for e in found])
+        return [e for e, said in zip(found, told, strict=True) if not said]
+
+    # --- the outbox -------------------------------------------------------------------------------------
+
+    def enqueue(self, messages: Sequence[OutboxMessage]) -> None:
+        if not messages:
+            return
+        now = self._clock()
+        with self._shared():
+            for m in messages:
+                if m.kind == "update" and m.target and m.state == "pending":
+                    pending = self._redis.get(self.key("outbox-update", m.target))
+                    changes = json.dumps({"text": m.text, "blocks": m.blocks})
+                    if pending and self._redis.eval(OUTBOX_COALESCE, 1, self.key("outbox", _text(pending)), changes):
+                        continue
+                number = int(self._redis.incr(self.key("outbox-seq")))
+                if not self._redis.set(self.key("outbox-key", m.key), number, nx=True, ex=OUTBOX_SECONDS):
+                    continue
+                stored = replace(m, id=number, version=0, created_at=m.created_at or now)
+                pipe = self._redis.pipeline()
+                pipe.set(self.key("outbox", str(number)), json.dumps(asdict(stored)), ex=OUTBOX_SECONDS)
+                if m.state == "pending":
+                    pipe.zadd(self.key("outbox-pending"), {str(number): number})
+                    if m.kind == "update" and m.target:
+                        pipe.set(self.key("outbox-update", m.target), number, ex=OUTBOX_SECONDS)
+                pipe.execute()
+
+    def outbox_due(self, now: float, limit: int) -> list[OutboxMessage]:
+        """The oldest pending message of each thread whose delivery lease this replica holds or takes."""
+        with self._shared():
+            ids = [_text(i) for i in cast(list[bytes], self._redis.zrange(self.key("outbox-pending"), 0, 999))]
+            if not ids:
+                return []
+            raws = self._redis.mget([self.key("outbox", i) for i in ids])
+            heads: dict[str, OutboxMessage] = {}
+            for raw in raws:
+                if raw:
+                    m = OutboxMessage(**json.loads(raw))
+                    if m.state == "pending":
+                        heads.setdefault(m.group, m)
+            due: list[OutboxMessage] = []
+            for group, m in heads.items():
+                if m.not_before > now or len(due) >= limit:
+                    continue
+                if self._redis.eval(LEASE, 1, self.key("outbox-lease", group), self.replica, self._lease_ms):
+                    due.append(m)
+        return due
+
+    def outbox_get(self, key: str) -> OutboxMessage | None:
+        with self._shared():
+            number = self._redis.get(self.key("outbox-key", key))
+            raw = self._redis.get(self.key("outbox", _text(number))) if number else None
+        return OutboxMessage(**json.loads(raw)) if raw else None
+
+    def outbox_done(self, message: OutboxMessage, *, state: State, ts: str | None, detail: str | None) -> bool:
+        changes: dict[str, Any] = {"state": state, "detail": detail}
+        if ts is not None:
+            changes["ts"] = ts
+        with self._shared():
+            return bool(
+                self._redis.eval(
+                    OUTBOX_FINISH,
+                    2,
+                    self.key("outbox", str(message.id)),
+                    self.key("outbox-pending"),
+                    message.version,
+                    json.dumps(changes),
+                    str(message.id),
+                )
+            )
+
+    def outbox_retry(self, message: OutboxMessage, *, not_before: float, uncertain: bool, detail: str) -> None:
+        changes = {"not_before": not_before, "uncertain": uncertain, "detail": detail}
+        with self._shared():
+            self._redis.eval(
+                OUTBOX_FINISH.replace("m['version'] ~= tonumber(ARGV[1])", "false"),
+                2,
+                self.key("outbox", str(message.id)),
+                self.key("outbox-pending"),
+                message.version,
+                json.dumps(changes),
+                str(message.id),
+            )
+
+    def outbox_backlog(self, now: float) -> tuple[int, float]:
+        with self._shared():
+            count = int(self._redis.zcard(self.key("outbox-pending")))
+            first = cast(list[bytes], self._redis.zrange(self.key("outbox-pending"), 0, 0))
+            raw = self._redis.get(self.key("outbox", _text(first[0]))) if first else None
+        oldest = float(json.loads(raw).get("created_at") or now) if raw else now
+        return count, now - oldest
 
 
 def _text(value: bytes | str) -> str:

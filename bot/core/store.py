@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from bot.core.outbox import OutboxMessage, State
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,14 @@ CREATE TABLE IF NOT EXISTS followups (
     progress_ts TEXT, seen_busy INTEGER NOT NULL DEFAULT 0, polls INTEGER NOT NULL DEFAULT 0,
     last_status TEXT, last_task TEXT, last_update_at REAL, done_at REAL, outcome TEXT
 );
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, grp TEXT NOT NULL, kind TEXT NOT NULL,
+    channel TEXT NOT NULL, correlation_id TEXT, thread_ts TEXT, text TEXT NOT NULL, blocks TEXT, target TEXT,
+    ts TEXT, broadcast INTEGER NOT NULL, must_see INTEGER NOT NULL, recipient TEXT, version INTEGER NOT NULL,
+    state TEXT NOT NULL, attempts INTEGER NOT NULL, not_before REAL NOT NULL, uncertain INTEGER NOT NULL,
+    detail TEXT, created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, grp, id);
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
@@ -145,6 +156,7 @@ class StateStore:
     def __init__(self, path: str | Path, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._mutex = threading.Lock()
+        self.failed_at: float | None = None
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(path), timeout=5.0, isolation_level=None, check_same_thread=False)
@@ -185,7 +197,14 @@ class StateStore:
             with self._raw_transaction(durable=durable) as db:
                 yield db
         except sqlite3.Error as err:
+            self.failed_at = time.monotonic()
             raise StateUnavailable(f"state store: {err}") from err
+        self.failed_at = None
+
+    def failed_recently(self, seconds: float = 2.0) -> bool:
+        """A write failed within `seconds` (and none succeeded since): callers that can wait elsewhere should."""
+        failed_at = self.failed_at
+        return failed_at is not None and time.monotonic() - failed_at < seconds
 
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
@@ -262,8 +281,8 @@ class StateStore:
         with self._transaction() as db:
             db.execute("DELETE FROM locks WHERE instance_id = ? AND correlation_id = ?", (instance_id, correlation_id))
 
-    def record(self, event: str, **fields: Any) -> None:
-        """Append one entry to the audit trail."""
+    def record(self, event: str, *, announce: Sequence[OutboxMessage] = (), **fields: Any) -> None:
+        """Append one entry to the audit trail, and write the messages that announce it in the same step."""
         unknown = set(fields) - set(AUDIT_FIELDS)
         if unknown:
             raise ValueError(f"unknown audit fields: {sorted(unknown)}")
@@ -272,6 +291,96 @@ class StateStore:
         values["event"] = event
         with self._transaction() as db:
             db.execute(INSERT_AUDIT, tuple(values[name] for name in AUDIT_FIELDS))
+            self._enqueue(db, announce)
+
+    # --- the outbox -------------------------------------------------------------------------------------
+
+    def enqueue(self, messages: Sequence[OutboxMessage]) -> None:
+        """Write messages to deliver. A key written before is kept as it was; an update of a message whose
+        earlier update is still waiting replaces that update's content (the newest state is what counts)."""
+        if messages:
+            with self._transaction() as db:
+                self._enqueue(db, messages)
+
+    def _enqueue(self, db: sqlite3.Connection, messages: Sequence[OutboxMessage]) -> None:
+        now = self._clock()
+        for m in messages:
+            blocks = json.dumps(m.blocks) if m.blocks is not None else None
+            if m.kind == "update" and m.target and m.state == "pending":
+                cursor = db.execute(
+                    "UPDATE outbox SET text = ?, blocks = ?, version = version + 1 WHERE id = (SELECT MAX(id) FROM "
+                    "outbox WHERE kind = 'update' AND target = ? AND state = 'pending')",
+                    (m.text, blocks, m.target),
+                )
+                if cursor.rowcount:
+                    continue
+            db.execute(
+                "INSERT OR IGNORE INTO outbox (key, grp, kind, channel, correlation_id, thread_ts, text, blocks, "
+                "target, ts, broadcast, must_see, recipient, version, state, attempts, not_before, uncertain, detail, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)",
+                (
+                    m.key,
+                    m.group,
+                    m.kind,
+                    m.channel,
+                    m.correlation_id,
+                    m.thread_ts,
+                    m.text,
+                    blocks,
+                    m.target,
+                    m.ts,
+                    int(m.broadcast),
+                    int(m.must_see),
+                    m.recipient,
+                    m.state,
+                    m.attempts,
+                    m.not_before,
+                    int(m.uncertain),
+                    m.detail,
+                    m.created_at or now,
+                ),
+            )
+
+    def outbox_due(self, now: float, limit: int) -> list[OutboxMessage]:
+        """The oldest waiting message of each group, if it may be sent now (later ones wait behind it)."""
+        with self._reading() as db:
+            rows = db.execute(
+                SELECT_OUTBOX  # noqa: S608 - fixed column names, values bound
+                + " AS o WHERE state = 'pending' AND id = (SELECT MIN(id) FROM outbox AS p WHERE "
+                "p.state = 'pending' AND p.grp = o.grp) AND not_before <= ? ORDER BY id LIMIT ?",
+                (now, limit),
+            ).fetchall()
+        return [_outbox_message(row) for row in rows]
+
+    def outbox_get(self, key: str) -> OutboxMessage | None:
+        with self._reading() as db:
+            row = db.execute(SELECT_OUTBOX + " WHERE key = ?", (key,)).fetchone()
+        return _outbox_message(row) if row else None
+
+    def outbox_done(self, message: OutboxMessage, *, state: State, ts: str | None, detail: str | None) -> bool:
+        """Mark a message sent or failed; False if its content changed meanwhile (it is sent again, newer)."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE outbox SET state = ?, ts = COALESCE(?, ts), detail = ?, attempts = attempts + 1 "
+                "WHERE id = ? AND version = ?",
+                (state, ts, detail, message.id, message.version),
+            )
+            return cursor.rowcount == 1
+
+    def outbox_retry(self, message: OutboxMessage, *, not_before: float, uncertain: bool, detail: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, not_before = ?, uncertain = ?, detail = ? WHERE id = ?",
+                (not_before, int(uncertain), detail, message.id),
+            )
+
+    def outbox_backlog(self, now: float) -> tuple[int, float]:
+        """(messages waiting, seconds the oldest has waited)."""
+        with self._reading() as db:
+            count, oldest = db.execute(
+                "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE state = 'pending' AND kind != 'anchor'"
+            ).fetchone()
+        return int(count), (now - float(oldest)) if oldest is not None else 0.0
 
     def extend_lock(self, instance_id: str, correlation_id: str, *, until: float) -> None:
         with self._transaction() as db:
@@ -336,6 +445,7 @@ class StateStore:
                 "dbss_request_id, detail FROM audit AS a WHERE event IN ('reboot_intent', 'reboot_result') "
                 "AND NOT EXISTS (SELECT 1 FROM audit b WHERE b.correlation_id = a.correlation_id AND ("
                 "(a.event = 'reboot_intent' AND b.event = 'reboot_result') OR b.event = 'outcome_reported')) "
+                "AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.key = a.correlation_id || ':outcome') "
                 "ORDER BY id"
             ).fetchall()
         return [AuditEntry(*row) for row in rows]
@@ -384,6 +494,39 @@ def check_followup_updates(updates: list[tuple[str, dict[str, Any]]]) -> None:
     for _, fields in updates:
         if not fields or set(fields) - FOLLOWUP_UPDATABLE:
             raise ValueError(f"cannot update follow-up fields {sorted(set(fields) - FOLLOWUP_UPDATABLE)}")
+
+
+OUTBOX_FIELDS = (
+    "key",
+    "kind",
+    "channel",
+    "correlation_id",
+    "thread_ts",
+    "text",
+    "blocks",
+    "target",
+    "ts",
+    "broadcast",
+    "must_see",
+    "recipient",
+    "id",
+    "version",
+    "state",
+    "attempts",
+    "not_before",
+    "uncertain",
+    "detail",
+    "created_at",
+)
+SELECT_OUTBOX = "SELECT " + ", ".join(OUTBOX_FIELDS) + " FROM outbox"  # noqa: S608 - fixed column names
+
+
+def _outbox_message(row: tuple[Any, ...]) -> OutboxMessage:
+    values = dict(zip(OUTBOX_FIELDS, row, strict=True))
+    values["blocks"] = json.loads(values["blocks"]) if values["blocks"] else None
+    for flag in ("broadcast", "must_see", "uncertain"):
+        values[flag] = bool(values[flag])
+    return OutboxMessage(**values)
 
 
 def _followup(row: tuple[Any, ...]) -> FollowUp:

@@ -3,35 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from concurrent.futures import Executor
 from typing import TYPE_CHECKING
 
 from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 
-from bot.core.listing import SharedListing
-from bot.core.reboots import RebootService
-from bot.slack.listeners import register
-from bot.slack.messages import Links
-from bot.slack.priority import AcksFirst
+from bot.slack.listeners import Deps, register
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 
-def build_app(
-    *,
-    client: WebClient,
-    signing_secret: str | None,
-    service: RebootService,
-    acks_first: AcksFirst,
-    urgent: Executor,
-    links: Links,
-    listing: SharedListing,
-) -> App:
-    """The Bolt app. Listeners only acknowledge and hand slow work to `acks_first` (which holds it while
-    requests are being acknowledged, then runs it on the work pool) or `urgent`, so acks never wait on DBSS.
+def build_app(*, client: WebClient, signing_secret: str | None, deps: Deps) -> App:
+    """The Bolt app. Listeners only acknowledge and hand slow work to `deps.acks_first` (which holds it while
+    requests are being acknowledged, then runs it on the work pool) or `deps.urgent`, so acks never wait on DBSS.
 
     process_before_response=True runs the (fast) listener on the request thread and answers when it returns,
     instead of Bolt's default of polling every 10 ms for ack() from its own five-thread executor.
@@ -46,7 +32,7 @@ def build_app(
         url_verification_enabled=False,
         attaching_function_token_enabled=False,
     )
-    register(app, service=service, acks_first=acks_first, urgent=urgent, links=links, listing=listing)
+    register(app, deps)
     return app
 
 

@@ -1,55 +1,26 @@
-"""Reporting follow-ups in the card's thread: one progress message updated in place, then the ending."""
+"""Reporting follow-ups in the card's thread, through the outbox: one progress message updated in place, the
+ending in the thread, and the card's last line."""
 
 from __future__ import annotations
 
-import logging
-
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from collections.abc import Sequence
 
 from bot.core.follow import Ending, Progress
+from bot.core.outbox import Outbox, OutboxMessage
 from bot.core.store import FollowUp
-from bot.slack import messages
-
-log = logging.getLogger(__name__)
+from bot.slack import announce, messages
 
 
 class SlackFollowUpNotifier:
-    def __init__(self, client: WebClient) -> None:
-        self._client = client
+    def __init__(self, outbox: Outbox) -> None:
+        self._outbox = outbox
 
     def progress(self, followup: FollowUp, progress: Progress) -> str | None:
-        text = messages.progress_text(followup, progress)
-        try:
-            if followup.progress_ts is None:
-                posted = self._client.chat_postMessage(
-                    channel=followup.channel, thread_ts=followup.thread_ts, text=text
-                )
-                return str(posted["ts"])
-            self._client.chat_update(channel=followup.channel, ts=followup.progress_ts, text=text)
-        except SlackApiError as err:
-            log.warning(
-                "could not update follow-up progress",
-                extra={"correlation_id": followup.correlation_id, "slack_error": err.response.get("error")},
-            )
-        return followup.progress_ts
+        """Queue the progress message (or its update); its reference is the message's outbox key."""
+        self._outbox.put([announce.progress(followup, messages.progress_text(followup, progress))])
+        return followup.progress_ts or announce.progress_key(followup.correlation_id)
 
-    def finished(self, followup: FollowUp, ending: Ending) -> None:
-        try:
-            if followup.progress_ts is not None:
-                self._client.chat_update(
-                    channel=followup.channel,
-                    ts=followup.progress_ts,
-                    text=messages.progress_final_text(followup, ending),
-                )
-            self._client.chat_postMessage(
-                channel=followup.channel,
-                thread_ts=followup.thread_ts,
-                text=messages.finished_text(followup, ending),
-                reply_broadcast=ending.kind != "healthy",  # an alert is also shown in the channel
-            )
-        except SlackApiError as err:
-            log.error(
-                "could not report the end of a follow-up",
-                extra={"correlation_id": followup.correlation_id, "slack_error": err.response.get("error")},
-            )
+    def finished(self, followup: FollowUp, ending: Ending) -> Sequence[OutboxMessage]:
+        """The messages that end a follow-up; the follower writes them with its audit entry."""
+        anchor = self._outbox.get(announce.card_key(followup.correlation_id))
+        return announce.ending(followup, ending, anchor)

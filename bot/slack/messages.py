@@ -196,20 +196,24 @@ def resolved_card(original: Blocks, status_line: str) -> Blocks:
     return [*kept, _section(status_line)]
 
 
+def _who(decision: Confirmed) -> str:
+    c = decision.confirmation
+    if decision.second_approver:
+        return f"requested by {mention(c.requester)}, approved by {mention(decision.by)}"
+    return f"confirmed by {mention(decision.by)}"
+
+
 def decision_line(decision: Confirmed | Cancelled | Expired | AlreadyUsed | BusyOnConfirm | CoolingDown) -> str:
-    """The line that replaces the buttons on the card."""
+    """The line that replaces the buttons on the card. A check mark only ever means "back to ACTIVE"."""
     match decision:
-        case Confirmed(by=by, confirmation=c) if decision.second_approver:
-            return (
-                f":white_check_mark: Requested by {mention(c.requester)}, approved by {mention(by)}. Rebooting; "
-                "the outcome follows in the thread."
-            )
-        case Confirmed(by=by):
-            return f":white_check_mark: Confirmed by {mention(by)}. Rebooting; the outcome follows in the thread."
+        case Confirmed():
+            return f":hourglass_flowing_sand: Calling DBSS: {_who(decision)}. The outcome follows in the thread."
         case Cancelled(by=by):
             return f":no_entry_sign: Cancelled by {mention(by)}. Nothing was rebooted."
-        case Expired():
-            return ":hourglass: Expired. Nothing was rebooted; run `/dbss-reboot &lt;instance_id&gt;` again."
+        case Expired(confirmation=c):
+            return (
+                f":hourglass: Expired. Nothing was rebooted; to ask again, run `/dbss-reboot {escape(c.instance_id)}`."
+            )
         case BusyOnConfirm(lock=lock):
             return f":no_entry: Not rebooted: {_in_flight(lock)}"
         case CoolingDown(last=last, cooldown_seconds=cooldown):
@@ -361,6 +365,49 @@ def finished_text(followup: FollowUp, ending: Ending) -> str:
                 f":rotating_light: {mention(followup.requester)} {iid} is no longer in the DBSS instance list "
                 f"({duration(ending.elapsed)} after the reboot). Check the DBSS console."
             )
+
+
+def outcome_line(outcome: Outcome, decision: Confirmed) -> str:
+    """The card's line once DBSS has answered."""
+    who = _who(decision)
+    match outcome:
+        case Accepted(request_id=rid):
+            return (
+                f":arrows_counterclockwise: Rebooting: DBSS accepted (request ID {code(rid or 'none')}), {who}. "
+                "Progress in the thread."
+            )
+        case Rejected(error=err):
+            return (
+                f":x: Not rebooted: DBSS refused {code(err.error_code or 'no code')} (HTTP {err.status_code}), {who}. "
+                "Details in the thread."
+            )
+        case NotSent():
+            return f":x: Not rebooted: the request never reached DBSS, {who}. Details in the thread."
+        case OutcomeUnknown():
+            return (
+                f":warning: Outcome unknown: DBSS may or may not have started the reboot, {who}. Check the DBSS "
+                "console; details in the thread."
+            )
+
+
+def ending_line(followup: FollowUp, ending: Ending) -> str:
+    """The card's last line: how the reboot ended."""
+    after = duration(ending.elapsed)
+    match ending.kind:
+        case "healthy":
+            return f":white_check_mark: Rebooted: back to *ACTIVE* after {after}."
+        case "unhealthy":
+            return f":rotating_light: Rebooted, but ended {_state(ending.instance)} after {after}, not ACTIVE."
+        case "timeout":
+            return f":rotating_light: Not done after {after} ({_state(ending.instance)}); no longer followed."
+        case "gone":
+            return f":rotating_light: The instance left the DBSS instance list {after} after the reboot."
+
+
+def interrupted_line(interrupted: Interrupted) -> str:
+    if interrupted.unknown:
+        return ":warning: Outcome unknown: the bot stopped while waiting for DBSS. Check the DBSS console."
+    return f":information_source: DBSS answered *{escape(interrupted.entry.outcome or '?')}*; see the thread."
 
 
 def progress_final_text(followup: FollowUp, ending: Ending) -> str:

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs
 from tests.fakes.http import Answer, FakeHttpServer, Received
 
 BOT_TOKEN = "xoxb-test-token"
+DROP = Answer(0)  # scripted: close the connection without answering
 
 
 @dataclass
@@ -27,6 +28,8 @@ class Message:
     blocks: list[dict[str, Any]]
     thread_ts: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    metadata: dict[str, Any] | None = None
+    reply_broadcast: bool = False
 
 
 class FakeSlack(FakeHttpServer):
@@ -39,6 +42,9 @@ class FakeSlack(FakeHttpServer):
         self.usergroups: dict[str, list[str]] = {}
         self.views: dict[str, Any] = {}
         self.delays: dict[str, float] = {}  # seconds a Web API method takes to answer
+        # Faults after the call was carried out: "drop" closes the connection unanswered, a number is a delay
+        # before the answer (past the client's timeout, the client cannot know the call happened).
+        self.after: dict[str, deque[str | float]] = defaultdict(deque)
         self._ts = itertools.count(1)
 
     # --- what tests read ------------------------------------------------------------------------------
@@ -61,6 +67,24 @@ class FakeSlack(FakeHttpServer):
     def fail_next(self, method: str, error: str, *, status: int = 200, headers: dict[str, str] | None = None) -> None:
         with self.lock:
             self.scripted[method].append(Answer(status, {"ok": False, "error": error}, headers or {}))
+
+    def drop_next(self, method: str, *, after_processing: bool = False) -> None:
+        """The next call's connection closes without an answer: before Slack acted on it, or after."""
+        with self.lock:
+            if after_processing:
+                self.after[method].append("drop")
+            else:
+                self.scripted[method].append(DROP)
+
+    def stall_next(self, method: str, seconds: float) -> None:
+        """The next call is carried out, then answered only after `seconds` (a client timeout in between)."""
+        with self.lock:
+            self.after[method].append(seconds)
+
+    def posted(self, channel: str, text: str) -> list[Message]:
+        """Messages in `channel` (a thread or not) whose text contains `text`."""
+        with self.lock:
+            return [m for m in self.messages.values() if m.channel == channel and text in m.text]
 
     @staticmethod
     def arguments(request: Received) -> dict[str, Any]:
@@ -86,12 +110,20 @@ class FakeSlack(FakeHttpServer):
             )
         with self.lock:
             if self.scripted[method]:
-                return self.scripted[method].popleft()
+                scripted = self.scripted[method].popleft()
+                return None if scripted is DROP else scripted
         args = self.arguments(request)
         handler = getattr(self, "_" + method.replace(".", "_"), None)
         if handler is None:
             return Answer(200, {"ok": False, "error": "unknown_method"})
-        return Answer(200, handler(args))
+        answer = Answer(200, handler(args))
+        with self.lock:
+            fault = self.after[method].popleft() if self.after[method] else None
+        if fault == "drop":
+            return None
+        if isinstance(fault, float | int):
+            self.wait(float(fault))
+        return answer
 
     def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -116,7 +148,17 @@ class FakeSlack(FakeHttpServer):
         if isinstance(blocks, str):
             blocks = json.loads(blocks)
         ts = f"1700000000.{next(self._ts):06d}"
-        message = Message(channel, ts, str(args.get("text", "")), blocks, args.get("thread_ts"))
+        metadata = args.get("metadata")
+        metadata = json.loads(metadata) if isinstance(metadata, str) else metadata
+        message = Message(
+            channel,
+            ts,
+            str(args.get("text", "")),
+            blocks,
+            args.get("thread_ts"),
+            metadata=metadata,
+            reply_broadcast=str(args.get("reply_broadcast", "")).lower() in ("1", "true"),
+        )
         with self.lock:
             self.messages[(channel, ts)] = message
         return {"ok": True, "channel": channel, "ts": ts, "message": {"text": message.text, "blocks": blocks, "ts": ts}}
@@ -132,6 +174,34 @@ class FakeSlack(FakeHttpServer):
             blocks = args.get("blocks") or []
             message.blocks = json.loads(blocks) if isinstance(blocks, str) else blocks
         return {"ok": True, "channel": key[0], "ts": key[1], "text": message.text}
+
+    def _conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A thread's messages, parent first; metadata only with include_all_metadata (as Slack does)."""
+        channel, ts = str(args.get("channel", "")), str(args.get("ts", ""))
+        if channel in self.not_in_channel:
+            return {"ok": False, "error": "not_in_channel"}
+        with self.lock:
+            found = [m for m in self.messages.values() if m.channel == channel and (m.ts == ts or m.thread_ts == ts)]
+        if not found:
+            return {"ok": False, "error": "thread_not_found"}
+        return {"ok": True, "messages": [self._as_read(m, args) for m in sorted(found, key=lambda m: m.ts)]}
+
+    def _conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = str(args.get("channel", ""))
+        if channel in self.not_in_channel:
+            return {"ok": False, "error": "not_in_channel"}
+        with self.lock:  # `oldest` is not applied: this fake's ts are counters, not clock times
+            found = [m for m in self.messages.values() if m.channel == channel and m.thread_ts is None]
+        return {"ok": True, "messages": [self._as_read(m, args) for m in sorted(found, key=lambda m: m.ts)]}
+
+    @staticmethod
+    def _as_read(m: Message, args: dict[str, Any]) -> dict[str, Any]:
+        read: dict[str, Any] = {"type": "message", "ts": m.ts, "text": m.text}
+        if m.thread_ts:
+            read["thread_ts"] = m.thread_ts
+        if m.metadata and str(args.get("include_all_metadata", "")).lower() in ("1", "true"):
+            read["metadata"] = m.metadata
+        return read
 
     def _chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
         if str(args.get("channel", "")) in self.not_in_channel:

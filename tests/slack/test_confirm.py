@@ -30,13 +30,24 @@ def card_status(harness: Harness, card: Any) -> str:
     return str(message.blocks[-1]["text"]["text"])
 
 
+def card_lines(harness: Harness, card: Any) -> list[str]:
+    """Every line the card has shown under its content, oldest first (each chat.update's last block)."""
+    with harness.slack.lock:
+        message = harness.slack.messages[(card.channel, card.ts)]
+        shown = [*message.history[1:], {"blocks": message.blocks}] if message.history else []
+    return [str(version["blocks"][-1]["text"]["text"]) for version in shown]
+
+
 def test_confirm_reboots_once_and_reports_in_the_thread(harness: Harness) -> None:
     """Confirm: the card loses its buttons ('confirmed by'), DBSS gets one reboot, the thread gets the result."""
     card = card_for(harness)
     response = harness.click("dbss_reboot_confirm", card=card)
     assert response.status_code == 200
-    assert card_status(harness, card).startswith(f":white_check_mark: Confirmed by <@{ALICE}>")
+    assert card_status(harness, card)
     [reply] = harness.wait_for_thread(card)
+    lines = eventually(lambda: len(card_lines(harness, card)) >= 2 and card_lines(harness, card), what="the card")
+    assert lines[0].startswith(f":hourglass_flowing_sand: Calling DBSS: confirmed by <@{ALICE}>")
+    assert lines[1].startswith(":arrows_counterclockwise: Rebooting: DBSS accepted")
     [sent] = harness.dbss.reboot_requests()
     assert sent.path == f"/v1/{PROJECT_ID}/audit/instance/reboot" and sent.json == {"instance_id": INSTANCE_ID}
     request_id = [r for r in harness.dbss.received if r is sent]
@@ -236,12 +247,22 @@ def test_dbss_error_message_is_escaped_in_the_thread(harness: Harness) -> None:
 
 
 def test_outcome_reaches_the_person_when_the_thread_cannot_be_posted(harness: Harness) -> None:
-    """If posting the result fails, the outcome is in the audit trail and reaches the clicker privately."""
+    """The bot removed from the channel after the card: the outcome reaches the requester as a direct message,
+    and the audit trail says so."""
     card = card_for(harness)
     harness.slack.not_in_channel.add(INCIDENTS)
     harness.click("dbss_reboot_confirm", card=card)
-    assert "DBSS accepted the reboot" in harness.wait_for_hook(count=1)
+    [dm] = eventually(lambda: harness.slack.posted(ALICE, "DBSS accepted the reboot"), what="the direct message")
+    assert f"<#{INCIDENTS}>" in dm.text and "not_in_channel" in dm.text
     assert harness.bot.store.audit(instance_id=INSTANCE_ID)[-1].outcome == "accepted"
+    eventually(
+        lambda: [
+            e
+            for e in harness.bot.store.audit()
+            if e.event == "outcome_reported" and e.detail == "privately (direct message)"
+        ],
+        what="the direct message on record",
+    )
 
 
 def test_audit_trail_is_append_only(harness: Harness) -> None:

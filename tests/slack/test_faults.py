@@ -96,19 +96,20 @@ def test_slack_429_retry_after_is_honoured(harness: Harness) -> None:
 
 
 def test_slack_5xx_while_posting_the_outcome(harness: Harness) -> None:
-    """Slack failing (500) when the result is posted: it is in the audit trail and reaches the clicker privately."""
+    """Slack failing (500) when the result is posted: retried, and in the thread exactly once."""
     harness.command(INSTANCE_ID)
     card = harness.wait_for_card()
     harness.slack.fail_next("chat.update", "internal_error", status=500)  # the card update fails too
     harness.slack.fail_next("chat.postMessage", "internal_error", status=500)
     harness.click("dbss_reboot_confirm", card=card)
-    eventually(lambda: any("DBSS accepted" in t for t in harness.slack.hook_texts()), what="the private outcome")
+    eventually(lambda: harness.slack.thread(INCIDENTS, card.ts), what="the outcome", timeout=10)
     events = [(e.event, e.outcome, e.detail) for e in harness.bot.store.audit(instance_id=INSTANCE_ID)]
     assert ("reboot_result", "accepted", None) in events
     eventually(
-        lambda: any(e.event == "outcome_reported" and e.detail == "privately" for e in harness.bot.store.audit()),
-        what="the private delivery on record",
+        lambda: any(e.event == "outcome_reported" and e.detail == "thread" for e in harness.bot.store.audit()),
+        what="the delivery on record",
     )
+    assert ["DBSS accepted" in m.text for m in harness.slack.thread(INCIDENTS, card.ts)] == [True]
     assert len(harness.dbss.reboot_requests()) == 1
 
 

@@ -118,7 +118,7 @@ def test_second_approver_policy(tmp_path: Path, fake_dbss: FakeDbss, fake_slack:
         reply = final_reply(h, card, "DBSS accepted")
         assert f"Requested by <@{ALICE}>, approved by <@{BOB}>" in reply.text
         updated = fake_slack.messages[(card.channel, card.ts)]
-        assert f"Requested by <@{ALICE}>, approved by <@{BOB}>" in updated.text
+        assert f"requested by <@{ALICE}>, approved by <@{BOB}>" in updated.text
         assert len(fake_dbss.reboot_requests()) == 1
     finally:
         h.stop()

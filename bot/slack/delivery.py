@@ -1,0 +1,312 @@
+"""The one deliverer of the outbox: in order within each thread, retrying what Slack did not take, never twice.
+
+- Slack's 429 carries Retry-After: the message waits that long. Connection errors, timeouts and 5xx are retried
+  with backoff, for as long as it takes (Slack down for an hour: everything arrives, in order, when it is back).
+- A post that may have reached Slack (a timeout, a connection dropped after sending, a 5xx) is looked up in its
+  thread by the key it carries in its metadata before it is posted again.
+- An answer Slack refuses for good (the bot was removed from the channel, the channel was archived) goes to the
+  requester as a direct message instead, and the audit trail says how each outcome reached a person.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import urllib.error
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
+from http.client import HTTPException
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.webhook import WebhookClient
+
+from bot.core.outbox import Outbox, OutboxMessage
+from bot.slack import messages
+
+log = logging.getLogger(__name__)
+
+METADATA_EVENT = "dbss_reboot_message"
+MAX_BACKOFF_SECONDS = 60.0
+# Errors that say "try again": Slack's own trouble, or a credential the operators are fixing.
+TRANSIENT = frozenset(
+    {
+        "ratelimited",
+        "internal_error",
+        "fatal_error",
+        "service_unavailable",
+        "request_timeout",
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "team_access_not_granted",
+    }
+)
+
+
+class _Retry(Exception):
+    def __init__(self, detail: str, *, after: float | None = None, uncertain: bool = False) -> None:
+        super().__init__(detail)
+        self.after = after
+        self.uncertain = uncertain
+
+
+class _Undeliverable(Exception):
+    pass
+
+
+class Deliverer:
+    """Sends what the outbox holds. Several threads, but one message of a group (a thread) at a time."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        client: WebClient,
+        *,
+        threads: int = 4,
+        poll_seconds: float = 1.0,
+        webhook: Callable[[str], WebhookClient] = WebhookClient,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.outbox = outbox
+        self._client = client
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dbss-deliver")
+        self._poll = poll_seconds
+        self._webhook = webhook
+        self._clock = clock
+        self._stop = threading.Event()
+        self._round = threading.Lock()  # rounds never overlap: one message is never sent by two of them
+        self._thread: threading.Thread | None = None
+        self.rounds = 0
+        self.last_round_at = time.monotonic()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="dbss-deliverer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the round in hand; what is left stays in the store for the next start (or another replica)."""
+        self._stop.set()
+        self.outbox.wait(0)  # wakes nothing; the loop checks _stop after each round
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._pool.shutdown(wait=True)
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                sent = self.deliver_round()
+            except Exception:
+                log.exception("outbox delivery round failed; trying again")
+                sent = 0
+            self.last_round_at = time.monotonic()
+            if not sent:
+                self.outbox.wait(self._poll)
+
+    def deliver_round(self) -> int:
+        """Catch up on store writes, then send the next message of every group that has one due."""
+        with self._round:
+            self.rounds += 1
+            due = self.outbox.due()  # from memory first while the store fails: they must not wait for it
+            if due:
+                wait([self._pool.submit(self._deliver, m) for m in due])
+            self.outbox.catch_up()
+            return len(due)
+
+    def flush(self, timeout: float) -> None:
+        """Deliver what is due now, for at most `timeout` seconds (at shutdown)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if not self.deliver_round():
+                    return
+            except Exception:
+                log.exception("outbox delivery round failed at shutdown")
+                return
+
+    # --- one message -------------------------------------------------------------------------------------
+
+    def _deliver(self, m: OutboxMessage) -> None:
+        try:
+            ts = self._send(m)
+        except _Retry as retry:
+            delay = retry.after if retry.after is not None else _backoff(m.attempts)
+            log.warning(
+                "message not delivered yet; will retry",
+                extra={"correlation_id": m.correlation_id, "key": m.key, "detail": str(retry), "retry_in": delay},
+            )
+            self.outbox.retry(
+                m, not_before=self._clock() + delay, uncertain=m.uncertain or retry.uncertain, detail=str(retry)
+            )
+            return
+        except _Undeliverable as err:
+            self._undeliverable(m, str(err))
+            return
+        except Exception as err:  # a bug of ours: keep the message, try again later, and say so in the log
+            log.exception("unexpected error delivering a message", extra={"key": m.key})
+            self.outbox.retry(m, not_before=self._clock() + _backoff(m.attempts), uncertain=True, detail=repr(err))
+            return
+        if self.outbox.done(m, state="sent", ts=ts) and m.must_see:
+            how = "privately (direct message)" if m.key.endswith(":dm") else "thread"
+            if m.kind == "respond":
+                how = "privately (response_url)"
+            self.outbox.record("outcome_reported", correlation_id=m.correlation_id, outcome=m.key, detail=how)
+
+    def _undeliverable(self, m: OutboxMessage, error: str) -> None:
+        log.error(
+            "Slack refused a message for good", extra={"correlation_id": m.correlation_id, "key": m.key, "error": error}
+        )
+        self.outbox.done(m, state="failed", detail=error)
+        if not m.must_see:
+            return
+        if m.recipient and not m.key.endswith(":dm"):
+            where = f"<#{m.channel}>" if m.kind != "respond" else "the channel"
+            self.outbox.put(
+                [
+                    OutboxMessage(
+                        key=f"{m.key}:dm",
+                        kind="post",
+                        channel=m.recipient,
+                        correlation_id=m.correlation_id,
+                        text=f"I could not post this in {where} ({messages.code(error)}), so I am telling you "
+                        f"directly:\n{m.text}",
+                        must_see=True,
+                    )
+                ]
+            )
+            return
+        self.outbox.record(
+            "outcome_reported", correlation_id=m.correlation_id, outcome=m.key, detail=f"undeliverable: {error}"
+        )
+
+    def _send(self, m: OutboxMessage) -> str | None:
+        match m.kind:
+            case "anchor":
+                return m.ts
+            case "post":
+                return self._post(m)
+            case "update":
+                return self._update(m)
+            case "respond":
+                self._respond(m)
+                return None
+        raise _Undeliverable(f"unknown kind {m.kind}")
+
+    def _post(self, m: OutboxMessage) -> str:
+        if m.uncertain:
+            found = self._already_posted(m)
+            if found is not None:
+                log.info("a post that timed out had reached Slack; not posting it again", extra={"key": m.key})
+                return found
+        response = self._call(
+            m,
+            "chat_postMessage",
+            channel=m.channel,
+            thread_ts=m.thread_ts,
+            text=m.text,
+            blocks=m.blocks,
+            reply_broadcast=m.broadcast or None,
+            metadata={"event_type": METADATA_EVENT, "event_payload": {"key": m.key}},
+            unfurl_links=False,
+        )
+        return str(response["ts"])
+
+    def _update(self, m: OutboxMessage) -> str | None:
+        ts = m.ts
+        if ts is None and m.target:
+            target = self.outbox.resolve(m.target)
+            if target is None or target.state == "failed":
+                raise _Undeliverable(f"the message to update ({m.target}) was never posted")
+            if target.ts is None:
+                raise _Retry(f"the message to update ({m.target}) is not posted yet")
+            ts = target.ts
+        if ts is None:
+            raise _Undeliverable("nothing to update")
+        self._call(m, "chat_update", channel=m.channel, ts=ts, text=m.text, blocks=m.blocks or [])
+        return ts
+
+    def _respond(self, m: OutboxMessage) -> None:
+        if not m.target:
+            raise _Undeliverable("no response_url")
+        try:
+            response = self._webhook(m.target).send(
+                text=m.text, blocks=m.blocks, response_type="ephemeral", replace_original=False
+            )
+        except (urllib.error.URLError, OSError, HTTPException) as err:
+            raise _Retry(f"response_url: {type(err).__name__}") from err
+        if response.status_code == 429 or response.status_code >= 500:
+            raise _Retry(f"response_url answered HTTP {response.status_code}", after=_retry_after(response.headers))
+        if response.status_code != 200:  # expired (30 min) or used up (5 answers): tell them directly instead
+            raise _Undeliverable(f"response_url answered HTTP {response.status_code} {response.body[:100]}")
+
+    def _already_posted(self, m: OutboxMessage) -> str | None:
+        """The ts of the message carrying this key, if an earlier attempt did post it."""
+        try:
+            if m.thread_ts:
+                response = self._client.conversations_replies(
+                    channel=m.channel, ts=m.thread_ts, include_all_metadata=True, limit=200
+                )
+            else:
+                response = self._client.conversations_history(
+                    channel=m.channel, oldest=str(m.created_at - 60), include_all_metadata=True, limit=200
+                )
+        except SlackApiError as err:
+            error = str(err.response.get("error"))
+            if err.response.status_code == 429 or error in TRANSIENT or err.response.status_code >= 500:
+                raise _Retry(f"looking for an earlier attempt: {error}", uncertain=True) from err
+            log.warning("cannot look for an earlier attempt (%s); posting again", error, extra={"key": m.key})
+            return None
+        except (urllib.error.URLError, OSError, HTTPException) as err:
+            raise _Retry(f"looking for an earlier attempt: {type(err).__name__}", uncertain=True) from err
+        for message in response.get("messages") or []:
+            metadata = message.get("metadata") or {}
+            if metadata.get("event_type") == METADATA_EVENT and (metadata.get("event_payload") or {}).get("key") == (
+                m.key
+            ):
+                return str(message.get("ts"))
+        return None
+
+    def _call(self, m: OutboxMessage, method: str, **arguments: Any) -> Any:
+        may_have_arrived = method == "chat_postMessage"
+        try:
+            return getattr(self._client, method)(**{k: v for k, v in arguments.items() if v is not None})
+        except SlackApiError as err:
+            status = err.response.status_code
+            error = str(err.response.get("error") or f"HTTP {status}")
+            if status == 429 or error == "ratelimited":
+                raise _Retry(error, after=_retry_after(err.response.headers)) from err
+            if status >= 500:
+                raise _Retry(error, uncertain=may_have_arrived) from err
+            if error in TRANSIENT:
+                raise _Retry(error) from err
+            raise _Undeliverable(error) from err
+        except urllib.error.URLError as err:
+            refused = isinstance(err.reason, ConnectionRefusedError)
+            raise _Retry(f"{type(err.reason).__name__}", uncertain=may_have_arrived and not refused) from err
+        except (TimeoutError, ConnectionError, HTTPException, OSError) as err:
+            raise _Retry(type(err).__name__, uncertain=may_have_arrived) from err
+
+
+def _retry_after(headers: Any) -> float:
+    try:
+        values = {str(k).lower(): v for k, v in dict(headers or {}).items()}
+        raw = values.get("retry-after")
+        if isinstance(raw, list):
+            raw = raw[0]
+        return max(0.0, min(float(raw), 3600.0)) if raw is not None else 1.0
+    except (TypeError, ValueError):
+        return 1.0
+
+
+def _backoff(attempts: int) -> float:
+    """1, 2, 4 ... 60 seconds, with a little jitter so replicas do not retry in step."""
+    base = min(MAX_BACKOFF_SECONDS, 2.0 ** min(attempts, 6))
+    return float(base * (0.8 + 0.4 * random.random()))  # noqa: S311 - jitter, not cryptography

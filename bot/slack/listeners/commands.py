@@ -1,0 +1,115 @@
+"""`/dbss-reboot`: help, the reboot card, the picker, and the read-only subcommands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+
+from bot.core.commands import (
+    HistoryCommand,
+    ListCommand,
+    RebootCommand,
+    ShowHelp,
+    ShowPicker,
+    StatusCommand,
+    Unparseable,
+    parse,
+)
+from bot.core.reboots import new_correlation_id
+from bot.dbss.errors import DbssError
+from bot.slack import messages
+from bot.slack.listeners.common import Deps, dbss_unavailable, privately, say_privately
+
+COMMAND = "/dbss-reboot"
+
+
+def register(app: App, deps: Deps) -> None:
+    app.command(COMMAND)(partial(on_command, deps))
+
+
+def on_command(deps: Deps, ack: Ack, command: dict[str, Any], respond: Respond) -> None:
+    # No lambdas or nested functions here: each would give every call its own closure cells (see in_background).
+    policy = deps.policy
+    user = str(command.get("user_id") or "")
+    channel = str(command.get("channel_id") or "")
+    text = str(command.get("text") or "")
+    correlation_id = new_correlation_id()
+    parsed = parse(text)
+    if isinstance(parsed, ShowHelp):
+        ack(response_type="ephemeral", text=messages.help_text(may_reboot_here=policy.refusal(user, channel)))
+        return
+    if isinstance(parsed, StatusCommand | ListCommand | HistoryCommand):
+        refusal = policy.user_refusal(user)  # read-only and private: the channel list does not apply
+    else:
+        refusal = policy.refusal(user, channel)
+    if refusal is None and isinstance(parsed, Unparseable):
+        refusal = parsed.reason
+    tell = privately(respond)
+    if refusal is not None:
+        ack(response_type="ephemeral", text=f":no_entry: {messages.escape(refusal)}")
+        job: Callable[[], object] = partial(
+            deps.service.refuse_request,
+            user=user,
+            channel=channel,
+            reason=refusal,
+            text=text,
+            correlation_id=correlation_id,
+        )
+    else:
+        ack()
+        match parsed:
+            case RebootCommand(instance_id=iid, reason=why):
+                job = partial(
+                    deps.post_card,
+                    user=user,
+                    channel=channel,
+                    instance_id=iid,
+                    correlation_id=correlation_id,
+                    tell=tell,
+                    reason=why,
+                    pending=deps.listing.fetch(),  # started now, so the card never waits for a second call
+                )
+            case ShowPicker():
+                job = partial(show_picker, deps, respond)
+            case StatusCommand() | ListCommand() | HistoryCommand():
+                job = partial(read_only, deps, parsed, respond)
+            case _:
+                return
+    deps.in_background(correlation_id, tell, job)
+
+
+def read_only(deps: Deps, command: StatusCommand | ListCommand | HistoryCommand, respond: Respond) -> None:
+    service, links = deps.service, deps.links
+    match command:
+        case StatusCommand(instance_id=iid):
+            try:
+                instance = next((i for i in deps.listing.list_instances() if i.id == iid), None)
+            except DbssError as err:
+                say_privately(respond, dbss_unavailable(err))
+                return
+            if instance is None:
+                say_privately(respond, f":mag: No DBSS audit instance {messages.code(iid)} in this project.")
+                return
+            say_privately(respond, messages.status_text(instance, service.store.last_reboot(iid), links))
+        case ListCommand(page=page):
+            try:
+                instances = deps.listing.list_instances()
+            except DbssError as err:
+                say_privately(respond, dbss_unavailable(err))
+                return
+            say_privately(respond, messages.list_text(instances, page=page, project_id=service.project_id))
+        case HistoryCommand(instance_id=iid):
+            entries, outcomes = service.history(iid)
+            say_privately(respond, messages.history_text(entries, outcomes, links, iid))
+
+
+def show_picker(deps: Deps, respond: Respond) -> None:
+    try:
+        instances = deps.listing.list_instances()
+    except DbssError as err:
+        say_privately(respond, dbss_unavailable(err) + " Type `/dbss-reboot &lt;instance_id&gt;` instead.")
+        return
+    say_privately(respond, "Choose a DBSS instance to reboot", blocks=messages.picker(instances))

@@ -1,0 +1,237 @@
+"""What every surface shares: the collaborators (one small object), running work off the acknowledging path,
+private answers, and posting a confirmation card."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from slack_bolt import Respond
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.core.listing import SharedListing
+from bot.core.outbox import Outbox
+from bot.core.policy import AccessPolicy
+from bot.core.reboots import Offer, RebootService
+from bot.dbss.errors import DbssApiError, DbssError
+from bot.dbss.models import Instance
+from bot.slack import announce, messages
+from bot.slack.messages import Links
+from bot.slack.priority import AcksFirst
+
+log = logging.getLogger(__name__)
+
+TS = re.compile(r"\d{1,12}\.\d{1,9}")
+# Errors of chat.postMessage that mean "the bot cannot post here" rather than "something broke".
+CANNOT_POST = frozenset({"not_in_channel", "channel_not_found", "is_archived", "restricted_action"})
+
+
+def say_privately(respond: Respond, text: str = "", **kwargs: Any) -> bool:
+    """An ephemeral message through response_url, which works even where the bot is not a member.
+
+    False when it could not be delivered (no response_url in the payload, or Slack refused it)."""
+    if not respond.response_url:
+        log.warning("no response_url to answer on; the private answer was dropped")
+        return False
+    response = respond(text=text, response_type="ephemeral", replace_original=False, **kwargs)
+    if response.status_code != 200:
+        log.warning("response_url answered HTTP %s", response.status_code)
+        return False
+    return True
+
+
+def privately(respond: Respond) -> Callable[[str], bool]:
+    return partial(say_privately, respond)
+
+
+def dbss_unavailable(err: DbssError) -> str:
+    if isinstance(err, DbssApiError):
+        return (
+            f":warning: DBSS refused the instance list: {messages.code(err.error_code or 'no code')} "
+            f"{messages.escape(err.error_msg)} (HTTP {err.status_code}, request ID "
+            f"{messages.code(err.request_id or 'none')})."
+        )
+    return f":warning: DBSS could not be reached ({messages.escape(type(err).__name__)}). Try again shortly."
+
+
+def run_reporting(correlation_id: str, tell: Callable[[str], object], job: Callable[[], object]) -> None:
+    """Run `job`; an unexpected error is logged with its traceback and the person is told, with a reference."""
+    try:
+        job()
+    except Exception:
+        log.exception("unexpected error", extra={"correlation_id": correlation_id})
+        try:
+            tell(
+                f":boom: Something went wrong on the bot's side (ref `{correlation_id}`). Check the card's "
+                "thread and the audit trail before trying again; the platform team has the details in the logs.",
+            )
+        except Exception:
+            log.exception("could not tell the person about the error", extra={"correlation_id": correlation_id})
+
+
+@dataclass(frozen=True)
+class Deps:
+    """The collaborators every listener module gets.
+
+    Slow work goes through `acks_first`, which holds it while requests are being acknowledged, then runs it on
+    the work pool. Work that must start at once (opening a modal before its trigger_id expires, acting on a
+    button click) goes to `urgent`, a small pool of its own, so it waits neither for acks nor behind a storm's
+    cards. `outbox` holds every message a person must see until it is delivered.
+    """
+
+    service: RebootService
+    acks_first: AcksFirst
+    urgent: Executor
+    links: Links
+    listing: SharedListing
+    outbox: Outbox
+    client: WebClient
+
+    @property
+    def policy(self) -> AccessPolicy:
+        return self.service.policy
+
+    def in_background(
+        self, correlation_id: str, tell: Callable[[str], object], job: Callable[[], object], *, now: bool = False
+    ) -> None:
+        """Run slow work off the acknowledging path; an unexpected error is logged and told to the person.
+
+        In a storm a thousand jobs wait in `acks_first` at once, and every object they hold is work for the
+        garbage collector while acks are being served: callers pass `partial`s of plain values, not closures
+        over the request. `now`: a person is waiting on this very job (a click), so it goes to `urgent`.
+        Once shutdown has begun neither takes new work; the job then runs here, at once, so nothing a person
+        asked for is dropped silently."""
+        reporting = partial(run_reporting, correlation_id, tell, job)
+        try:
+            if now:
+                self.urgent.submit(reporting)
+            else:
+                self.acks_first.submit(reporting)
+        except RuntimeError:
+            log.warning("shutting down: running the job in place", extra={"correlation_id": correlation_id})
+            reporting()
+
+    def post_card(
+        self,
+        *,
+        user: str,
+        channel: str,
+        instance_id: str,
+        correlation_id: str,
+        tell: Callable[[str], object],
+        thread_ts: str | None = None,
+        reason: str | None = None,
+        known: list[Instance] | None = None,
+        pending: Future[list[Instance]] | None = None,
+    ) -> None:
+        """On the work pool: the quick checks, then the card once the shared instance list has arrived.
+
+        `tell` answers the person privately; `thread_ts` puts the card in a thread (an alert's); `known` is an
+        instance list the caller has just read; `pending` is the list call the command started as it was
+        acknowledged, so a card never waits for a second one."""
+        refusal = self.service.check_request(
+            user=user, channel=channel, instance_id=instance_id, correlation_id=correlation_id
+        )
+        if refusal is not None:
+            tell(messages.offer_refusal(refusal, self.links))
+            return
+        post = partial(
+            self._offer,
+            user=user,
+            channel=channel,
+            instance_id=instance_id,
+            correlation_id=correlation_id,
+            tell=tell,
+            thread_ts=thread_ts,
+            reason=reason,
+        )
+        if known is not None:
+            post(known)
+            return
+        future = pending or self.listing.fetch()
+        if future.done():
+            post(_answer(future))
+            return
+        # No thread waits for DBSS: the answer comes back as a callback, and the card is posted on the pool.
+        future.add_done_callback(partial(self._listing_arrived, correlation_id, tell, post))
+
+    def _listing_arrived(
+        self,
+        correlation_id: str,
+        tell: Callable[[str], object],
+        post: Callable[[list[Instance] | DbssError], None],
+        future: Future[list[Instance]],
+    ) -> None:
+        self.in_background(correlation_id, tell, partial(_post_answer, post, future))
+
+    def _offer(
+        self,
+        answer: list[Instance] | DbssError,
+        *,
+        user: str,
+        channel: str,
+        instance_id: str,
+        correlation_id: str,
+        tell: Callable[[str], object],
+        thread_ts: str | None,
+        reason: str | None,
+    ) -> None:
+        result = self.service.make_offer(
+            user=user,
+            channel=channel,
+            instance_id=instance_id,
+            correlation_id=correlation_id,
+            listing=answer,
+            reason=reason,
+        )
+        if isinstance(result, Offer):
+            self._post_offer(result, tell=tell, thread_ts=thread_ts)
+        else:
+            tell(messages.offer_refusal(result, self.links))
+
+    def _post_offer(self, offer: Offer, *, tell: Callable[[str], object], thread_ts: str | None) -> None:
+        c = offer.confirmation
+        try:
+            posted = self.client.chat_postMessage(
+                channel=c.channel,
+                thread_ts=thread_ts,
+                text=messages.card_text(offer),
+                blocks=messages.card(offer, second_approver=self.service.require_second_approver),
+            )
+        except SlackApiError as err:
+            error = str(err.response.get("error", "unknown_error"))
+            if error not in CANNOT_POST:
+                raise
+            self.service.store.record(
+                "card_failed",
+                correlation_id=c.nonce,
+                user_id=c.requester,
+                instance_id=c.instance_id,
+                channel=c.channel,
+                outcome="not_posted",
+                detail=error,
+            )
+            tell(messages.cannot_post_here(error))
+            return
+        self.service.card_posted(offer, thread_ts=str(posted["ts"]))
+
+    def reply(self, key: str, *, respond: Respond, to: str, text: str) -> None:
+        """A private answer to a click, through the outbox: delivered even if the response_url fails."""
+        self.outbox.put([announce.private(key, response_url=respond.response_url, recipient=to, text=text)])
+
+
+def _post_answer(post: Callable[[list[Instance] | DbssError], None], future: Future[list[Instance]]) -> None:
+    post(_answer(future))
+
+
+def _answer(future: Future[list[Instance]]) -> list[Instance] | DbssError:
+    try:
+        return future.result()
+    except DbssError as err:
+        return err
