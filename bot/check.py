@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -13,7 +14,15 @@ from slack_sdk.errors import SlackApiError
 
 from bot.config import Settings
 from bot.core.store import StateStore
-from bot.dbss import DbssApiError, DbssNotSent, DbssOutcomeUnknown, IamPasswordAuth, build_client
+from bot.dbss import (
+    CredentialsUnavailable,
+    DbssApiError,
+    DbssNotSent,
+    DbssOutcomeUnknown,
+    IamPasswordAuth,
+    build_client,
+    build_metadata_auth,
+)
 from bot.dbss.errors import DbssError, DbssThrottled
 
 
@@ -74,7 +83,35 @@ def check_slack_mode(settings: Settings) -> Result:
     return Result("Slack mode", True, f"HTTP mode on port {settings.port} (POST /slack/events, GET /healthz)")
 
 
-def _dbss_fix(err: DbssError) -> str:
+AGENCY_FIX = (
+    "Bind an agency with DBSS rights in this project to the ECS server or CCE node pool (IAM > Agencies; the "
+    "server's Management Information > Agency), and check DBSS_METADATA_ENDPOINT."
+)
+REFUSED_FIXES = {
+    "token": "check DBSS_AUTH_TOKEN, and that it was issued for this region",
+    "aksk": "check DBSS_AK and DBSS_SK; temporary keys also need their DBSS_SECURITY_TOKEN, and expire",
+    "iam": "check DBSS_IAM_DOMAIN, DBSS_IAM_USER and DBSS_IAM_PASSWORD",
+    "metadata": "the agency's temporary keys were refused; check the agency bound to this server",
+}
+
+
+def credential_description(settings: Settings) -> str:
+    """Which kind of DBSS credential the settings hold, in words."""
+    kind = settings.credential_kind
+    if kind == "token":
+        return "a ready IAM token (DBSS_AUTH_TOKEN)"
+    if kind == "aksk" and settings.dbss_security_token is not None:
+        return "temporary AK/SK with a security token (DBSS_AK, DBSS_SK, DBSS_SECURITY_TOKEN)"
+    if kind == "aksk":
+        return "AK/SK signing (DBSS_AK, DBSS_SK)"
+    if kind == "metadata":
+        return f"the agency's temporary AK/SK from the metadata service at {settings.dbss_metadata_endpoint}"
+    return f"IAM password login as {settings.dbss_iam_user} (DBSS_IAM_DOMAIN, DBSS_IAM_USER, DBSS_IAM_PASSWORD)"
+
+
+def _dbss_fix(err: DbssError, settings: Settings) -> str:
+    if isinstance(err, CredentialsUnavailable):
+        return AGENCY_FIX
     if isinstance(err, DbssNotSent):
         return "Check DBSS_ENDPOINT (or DBSS_REGION) and the network path to it."
     if isinstance(err, DbssOutcomeUnknown):
@@ -84,10 +121,7 @@ def _dbss_fix(err: DbssError) -> str:
     if isinstance(err, DbssApiError):
         code = err.gateway_code
         if code in ("0301", "0305", "0307"):
-            return (
-                f"The credentials were refused (APIGW.{code}): check DBSS_AUTH_TOKEN or DBSS_AK/DBSS_SK, and that "
-                "a token was issued for this region."
-            )
+            return f"The credentials were refused (APIGW.{code}): {REFUSED_FIXES[settings.credential_kind]}."
         if code in ("0302", "0306") or err.status_code == 403:
             return "The credentials lack permission: grant the IAM user DBSS read and reboot rights in this project."
         if code == "0101" or err.status_code == 404:
@@ -124,12 +158,30 @@ def check_iam(settings: Settings) -> Result | None:
     return Result("IAM login", True, f"token issued for {settings.dbss_iam_user} in project {settings.dbss_project_id}")
 
 
+def check_metadata(settings: Settings) -> Result | None:
+    if settings.credential_kind != "metadata":
+        return None
+    auth = build_metadata_auth(settings)
+    try:
+        key = auth.key()
+    except CredentialsUnavailable as err:
+        return Result("Metadata credentials", False, str(err), AGENCY_FIX)
+    finally:
+        auth.close()
+    until = datetime.fromtimestamp(key.expires_at or 0, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return Result(
+        "Metadata credentials",
+        True,
+        f"temporary AK/SK and security token of the agency from {auth.endpoint}, valid until {until}",
+    )
+
+
 def check_dbss(settings: Settings) -> Result:
     with build_client(settings) as client:
         try:
             instances = client.list_instances()
         except DbssError as err:
-            return Result("DBSS", False, f"listing instances failed: {err}", _dbss_fix(err))
+            return Result("DBSS", False, f"listing instances failed: {err}", _dbss_fix(err, settings))
     return Result(
         "DBSS",
         True,
@@ -167,6 +219,7 @@ CHECKS: list[Callable[[Settings], Result | None]] = [
     check_slack_mode,
     check_slack,
     check_iam,
+    check_metadata,
     check_dbss,
     check_state,
     check_policy,
@@ -176,7 +229,7 @@ CHECKS: list[Callable[[Settings], Result | None]] = [
 def run(settings: Settings, out: TextIO) -> int:
     """Print one line per check, with a fix under each failure; 1 if anything failed, else 0."""
     failed = False
-    out.write(f"Configuration: OK (DBSS credentials: {settings.credential_kind})\n")
+    out.write(f"Configuration: OK (DBSS credentials: {credential_description(settings)})\n")
     for check in CHECKS:
         result = check(settings)
         if result is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -136,6 +137,61 @@ def test_check_with_iam_logs_in(tmp_path: Path, fake_dbss: FakeDbss, fake_slack:
     code, report = check(bad)
     assert code == 1 and "IAM login: FAIL HTTP 401" in report and "fix: Check DBSS_IAM_DOMAIN" in report
     assert "wrong" not in report.replace("is wrong", "")
+
+
+def test_check_with_metadata_credentials(tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack) -> None:
+    """The report names the agency's temporary credentials, shows they were fetched and worked; without an
+    agency bound, it says so with the fix. The temporary SK and token are never printed."""
+    settings = settings_for(
+        tmp_path,
+        fake_dbss,
+        fake_slack,
+        dbss_auth_token=None,
+        dbss_metadata_credentials=True,
+        dbss_metadata_endpoint=fake_dbss.url,
+    )
+    code, report = check(settings)
+    assert code == 0, report
+    assert (
+        "Configuration: OK (DBSS credentials: the agency's temporary AK/SK from the metadata service at "
+        f"{fake_dbss.url})" in report
+    )
+    assert (
+        f"Metadata credentials: OK   temporary AK/SK and security token of the agency from {fake_dbss.url}, " in report
+    )
+    assert re.search(r"valid until \d{4}-\d\d-\d\d \d\d:\d\d UTC\n", report)
+    assert "DBSS: OK   2 audit instance(s)" in report
+    with fake_dbss.lock:
+        keys = list(fake_dbss.temporary_keys.values())
+    assert len(keys) == 2 and all(k.secret not in report and k.security_token not in report for k in keys)
+
+    fake_dbss.agency = False
+    code, report = check(settings)
+    assert code == 1
+    assert "Metadata credentials: FAIL the metadata service says no agency is bound to this server" in report
+    assert "fix: Bind an agency with DBSS rights" in report
+
+
+def test_check_with_temporary_keys(tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack) -> None:
+    """AK/SK with a security token is named as such; once expired, the fix says temporary keys expire."""
+    key = fake_dbss.issue_temporary_key()
+    settings = settings_for(
+        tmp_path,
+        fake_dbss,
+        fake_slack,
+        dbss_auth_token=None,
+        dbss_ak=key.access,
+        dbss_sk=key.secret,
+        dbss_security_token=key.security_token,
+    )
+    code, report = check(settings)
+    assert code == 0, report
+    assert "DBSS credentials: temporary AK/SK with a security token (DBSS_AK, DBSS_SK, DBSS_SECURITY_TOKEN)" in report
+    fake_dbss.expire_temporary_keys()
+    code, report = check(settings)
+    assert code == 1 and "DBSS: FAIL" in report and "APIGW.0307" in report
+    assert "temporary keys also need their DBSS_SECURITY_TOKEN, and expire" in report
+    assert key.secret not in report and key.security_token not in report
 
 
 @pytest.mark.parametrize(
