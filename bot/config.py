@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     bot_require_second_approver: bool = False
     bot_cooldown_seconds: float = Field(default=300.0, ge=0, le=86400)
     log_format: Literal["json", "text"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     redis_url: SecretStr | None = None
 
     @field_validator("bot_allowed_users", "bot_allowed_channels", mode="before")
@@ -86,6 +87,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("dbss_endpoint", "dbss_iam_endpoint", "dbss_metadata_endpoint", "slack_api_url")
     @classmethod
@@ -191,6 +197,7 @@ _EXPECTED = {
     "bot_require_second_approver": "true or false",
     "bot_cooldown_seconds": "seconds, 0 to 86400",
     "log_format": "'json' or 'text'",
+    "log_level": "DEBUG, INFO, WARNING or ERROR",
     "dbss_metadata_credentials": "true or false",
     "redis_url": "a URL such as redis://host:6379/0",
 }

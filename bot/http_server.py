@@ -24,6 +24,7 @@ def serve(
     graceful_timeout: int = 30,
     on_exit: Callable[[], None] | None = None,
     threads: int = THREADS,
+    log_level: str = "info",
 ) -> None:
     """Serve the WSGI app that `load` builds, in the worker (after the fork), on 0.0.0.0:port.
 
@@ -50,6 +51,7 @@ def serve(
                 "graceful_timeout": graceful_timeout,
                 "keepalive": 75,
                 "accesslog": None,
+                "loglevel": log_level,
                 "post_worker_init": post_worker_init,
                 "worker_exit": worker_exit,
             }

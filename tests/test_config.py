@@ -30,6 +30,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "HUAWEICLOUD_SDK_IAM_ENDPOINT",
         "DBSS_METADATA_CREDENTIALS",
         "DBSS_METADATA_ENDPOINT",
+        "LOG_LEVEL",
     ]:
         monkeypatch.delenv(name, raising=False)
 
@@ -181,3 +182,13 @@ def test_exactly_one_kind_of_credential_with_temporary_and_metadata_kinds(
 def test_metadata_endpoint_must_be_a_url() -> None:
     with pytest.raises(ConfigError, match=r"DBSS_METADATA_ENDPOINT: .*must be a URL"):
         load(dbss_project_id=PID, dbss_metadata_credentials=True, dbss_metadata_endpoint="169.254.169.254")
+
+
+def test_log_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LOG_LEVEL defaults to INFO, takes any case, and names what it expects when wrong."""
+    assert load(dbss_project_id=PID, dbss_auth_token="t").log_level == "INFO"
+    monkeypatch.setenv("LOG_LEVEL", "debug")
+    assert load(dbss_project_id=PID, dbss_auth_token="t").log_level == "DEBUG"
+    monkeypatch.setenv("LOG_LEVEL", "verbose")
+    with pytest.raises(ConfigError, match=r"LOG_LEVEL: .*\(expected DEBUG, INFO, WARNING or ERROR\)"):
+        load(dbss_project_id=PID, dbss_auth_token="t")

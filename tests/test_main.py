@@ -86,3 +86,41 @@ def test_sigterm_finishes_the_reboot_in_hand_and_keeps_the_follow_up(
     assert [e.detail for e in store.audit() if e.event == "outcome_reported"] == ["thread"]
     assert [e.outcome for e in store.audit(instance_id=INSTANCE_ID) if e.event == "reboot_result"] == ["accepted"]
     store.close()
+
+
+def test_log_level_warning_quiets_the_bot_and_gunicorn(
+    tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack
+) -> None:
+    """LOG_LEVEL=WARNING: no info lines, neither the bot's nor gunicorn's ("Booting worker")."""
+    bot = BotProcess(
+        bot_env(fake_dbss, fake_slack, tmp_path / "s.sqlite3", LOG_LEVEL="WARNING"), tmp_path, capture=True
+    )
+    bot.post(command_body(fake_slack))
+    eventually(lambda: fake_slack.calls("chat.postMessage"), timeout=10, what="the card")
+    code, err = bot.terminate()
+    assert code == 0
+    assert "Booting worker" not in err and "[INFO]" not in err and '"level": "info"' not in err
+
+
+def test_log_level_debug_shows_debug_records_and_no_secret(
+    tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack
+) -> None:
+    """LOG_LEVEL=debug (any case): debug records from the bot's libraries and gunicorn, and still no secret:
+    not the Slack token or signing secret, the IAM password, or the IAM token (httpcore is held at INFO)."""
+    env = bot_env(fake_dbss, fake_slack, tmp_path / "s.sqlite3", LOG_LEVEL="debug")
+    del env["DBSS_AUTH_TOKEN"]
+    password = "correct horse battery staple"
+    env.update(
+        DBSS_IAM_ENDPOINT=fake_dbss.url, DBSS_IAM_DOMAIN="acme", DBSS_IAM_USER="oncall-bot", DBSS_IAM_PASSWORD=password
+    )
+    bot = BotProcess(env, tmp_path, capture=True)
+    try:
+        bot.post(command_body(fake_slack))
+        eventually(lambda: fake_slack.calls("chat.postMessage"), timeout=10, what="the card")
+    finally:
+        code, err = bot.terminate()
+    assert code == 0
+    assert '"level": "debug"' in err and "[DEBUG]" in err
+    [iam_token] = fake_dbss.tokens - {"good-token"}
+    for secret in (BOT_TOKEN, SIGNING_SECRET, password, iam_token):
+        assert secret not in err
