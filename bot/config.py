@@ -17,6 +17,15 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
+CREDENTIAL_FIELDS = (
+    "dbss_auth_token",
+    "dbss_ak",
+    "dbss_sk",
+    "dbss_security_token",
+    "dbss_iam_domain",
+    "dbss_iam_user",
+    "dbss_iam_password",
+)
 DEFAULT_METADATA_ENDPOINT = "http://169.254.169.254"  # the ECS/CCE metadata service's link-local address
 
 
@@ -88,6 +97,12 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    @field_validator(*CREDENTIAL_FIELDS, mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """DBSS_AUTH_TOKEN= (a blank line in a manifest) is no token, as the one-kind check counts it."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
@@ -145,7 +160,8 @@ def _credential_problem(raw: dict[str, Any]) -> str | None:
     """What is wrong with the DBSS credentials among the raw settings, or None."""
 
     def given(name: str) -> bool:
-        return raw.get(name) not in (None, "")
+        value = raw.get(name)
+        return value is not None and not (isinstance(value, str) and not value.strip())
 
     token = given("dbss_auth_token")
     aksk = [n for n in ("dbss_ak", "dbss_sk") if given(n)]

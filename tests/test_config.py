@@ -192,3 +192,11 @@ def test_log_level(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOG_LEVEL", "verbose")
     with pytest.raises(ConfigError, match=r"LOG_LEVEL: .*\(expected DEBUG, INFO, WARNING or ERROR\)"):
         load(dbss_project_id=PID, dbss_auth_token="t")
+
+
+def test_a_blank_credential_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DBSS_AUTH_TOKEN set to blank next to IAM login: IAM login is the kind, not an empty token."""
+    monkeypatch.setenv("DBSS_AUTH_TOKEN", " ")
+    monkeypatch.setenv("DBSS_SECURITY_TOKEN", "")
+    s = load(dbss_project_id=PID, dbss_iam_domain="acme", dbss_iam_user="u", dbss_iam_password="p")
+    assert s.credential_kind == "iam" and s.dbss_auth_token is None and s.dbss_security_token is None
