@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -17,6 +20,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
+DEFAULT_SECRETS_DIR = Path("/run/secrets")  # Docker and Compose secrets; Kubernetes mounts anywhere: BOT_SECRETS_DIR
 CREDENTIAL_FIELDS = (
     "dbss_auth_token",
     "dbss_ak",
@@ -252,8 +256,24 @@ def describe(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def secrets_dir(environ: Mapping[str, str] = os.environ, default: Path = DEFAULT_SECRETS_DIR) -> Path | None:
+    """Where secrets are read from as files: BOT_SECRETS_DIR, else /run/secrets when it exists, else nowhere."""
+    configured = environ.get("BOT_SECRETS_DIR", "").strip()
+    if configured:
+        if not Path(configured).is_dir():
+            raise ConfigError(f"Invalid configuration:\n  - BOT_SECRETS_DIR: {configured} is not a directory")
+        return Path(configured)
+    return default if default.is_dir() else None
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Read the settings, or raise ConfigError with one clear message (no traceback wall)."""
+    """Read the settings, or raise ConfigError with one clear message (no traceback wall).
+
+    Sources, first wins (pydantic-settings' order): the environment, the .env file, one file per setting in
+    the secrets directory (named like the variable, e.g. dbss_sk or DBSS_SK), the defaults.
+    """
+    if "_secrets_dir" not in overrides:
+        overrides["_secrets_dir"] = secrets_dir()
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as err:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from bot.config import ConfigError, Settings, load_settings
+from bot.config import ConfigError, Settings, load_settings, secrets_dir
 
 PID = "0123456789abcdef0123456789abcdef"
 
@@ -31,11 +33,14 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "DBSS_METADATA_CREDENTIALS",
         "DBSS_METADATA_ENDPOINT",
         "LOG_LEVEL",
+        "BOT_SECRETS_DIR",
+        "SLACK_BOT_TOKEN",
     ]:
         monkeypatch.delenv(name, raising=False)
 
 
 def load(**kwargs: object) -> Settings:
+    kwargs.setdefault("_secrets_dir", None)  # never whatever /run/secrets the test machine has
     return load_settings(_env_file=None, **kwargs)
 
 
@@ -200,3 +205,32 @@ def test_a_blank_credential_variable_counts_as_unset(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("DBSS_SECURITY_TOKEN", "")
     s = load(dbss_project_id=PID, dbss_iam_domain="acme", dbss_iam_user="u", dbss_iam_password="p")
     assert s.credential_kind == "iam" and s.dbss_auth_token is None and s.dbss_security_token is None
+
+
+def test_secrets_are_read_from_files_and_the_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """BOT_SECRETS_DIR holds one file per setting (Docker secrets, a Kubernetes Secret volume): names in either
+    case, trailing newline stripped; a variable set in the environment wins over its file."""
+    (tmp_path / "slack_bot_token").write_text("xoxb-from-file\n")
+    (tmp_path / "DBSS_SK").write_text("sk-from-file\n")
+    (tmp_path / "dbss_ak").write_text("ak-from-file")
+    (tmp_path / "..data").mkdir()  # what a Kubernetes Secret volume also holds
+    monkeypatch.setenv("BOT_SECRETS_DIR", str(tmp_path))
+    monkeypatch.setenv("DBSS_PROJECT_ID", PID)
+    s = load_settings(_env_file=None)
+    assert s.slack_bot_token is not None and s.slack_bot_token.get_secret_value() == "xoxb-from-file"
+    assert s.dbss_sk is not None and s.dbss_sk.get_secret_value() == "sk-from-file"
+    assert s.dbss_ak == "ak-from-file" and s.credential_kind == "aksk"
+    monkeypatch.setenv("DBSS_SK", "sk-from-env")
+    assert load_settings(_env_file=None).dbss_sk.get_secret_value() == "sk-from-env"  # type: ignore[union-attr]
+
+
+def test_secrets_dir_defaults_to_run_secrets_when_it_exists(tmp_path: Path) -> None:
+    """Without BOT_SECRETS_DIR, /run/secrets is read if it exists; a BOT_SECRETS_DIR that is not a directory is
+    a configuration error naming it."""
+    run_secrets = tmp_path / "run-secrets"
+    assert secrets_dir({}, default=run_secrets) is None
+    run_secrets.mkdir()
+    assert secrets_dir({}, default=run_secrets) == run_secrets
+    assert secrets_dir({"BOT_SECRETS_DIR": str(tmp_path)}, default=run_secrets) == tmp_path
+    with pytest.raises(ConfigError, match=r"BOT_SECRETS_DIR: .*/nope is not a directory"):
+        secrets_dir({"BOT_SECRETS_DIR": str(tmp_path / "nope")}, default=run_secrets)
