@@ -1,4 +1,4 @@
-"""`python -m bot check`: validate the configuration and reach Slack, IAM and DBSS; a fix for each failure."""
+"""`python -m bot check`: validate the settings, reach every dependency, and print a fix for each failure."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import redis
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -202,6 +204,55 @@ def check_state(settings: Settings) -> Result:
     return Result("State", True, f"{path} is writable")
 
 
+# The shared keys of bot/core/redis_state.py (RedisBackedStore's default prefix); a test reads them back from it.
+PREFIX = "dbss-bot:"
+
+
+def _count(client: redis.Redis, pattern: str) -> int:
+    return sum(1 for _ in client.scan_iter(match=PREFIX + pattern, count=1000))
+
+
+def _plural(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
+def check_redis(settings: Settings) -> Result | None:
+    """PING the shared Redis and say what replica-shared state it holds."""
+    if settings.redis_url is None:
+        return None
+    url = settings.redis_url.get_secret_value()
+    parts = urlsplit(url)
+    where = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))  # no password
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        client.ping()
+        key = bool(client.exists(PREFIX + "confirm-key"))
+        locks = _count(client, "lock:*")
+        followups = int(client.scard(PREFIX + "followups"))
+        owners = {client.get(k) for k in client.scan_iter(match=PREFIX + "followup-owner:*", count=1000)} - {None}
+        used = _count(client, "used:*")
+        cooldowns = _count(client, "last-reboot:*")
+    except redis.RedisError as err:
+        return Result(
+            "Redis",
+            False,
+            f"{where}: {type(err).__name__}: {err}",
+            "Check REDIS_URL (host, port, password; rediss:// for TLS) and that Redis accepts connections from here.",
+        )
+    finally:
+        client.close()
+    if not (key or locks or followups or used or cooldowns):
+        return Result("Redis", True, f"{where} answers PING; no shared state yet (no replica has used it)")
+    found = [
+        "the shared confirmation key" if key else "no confirmation key yet",
+        _plural(locks, "in-flight lock"),
+        _plural(followups, "follow-up") + f" (leased by {_plural(len(owners), 'live replica')})",
+        _plural(used, "used confirmation"),
+        _plural(cooldowns, "cooldown"),
+    ]
+    return Result("Redis", True, f"{where} answers PING; shared state: {', '.join(found)}")
+
+
 def check_policy(settings: Settings) -> Result:
     if not settings.bot_allowed_users:
         return Result(
@@ -222,6 +273,7 @@ CHECKS: list[Callable[[Settings], Result | None]] = [
     check_metadata,
     check_dbss,
     check_state,
+    check_redis,
     check_policy,
 ]
 

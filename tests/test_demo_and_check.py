@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,9 @@ import pytest
 from bot.check import run as run_check
 from bot.config import Settings
 from bot.console import blocks_to_text, to_text
-from tests.conftest import PROJECT_ID
+from bot.core.redis_state import RedisBackedStore
+from bot.core.store import FollowUp
+from tests.conftest import INSTANCE_ID, PROJECT_ID
 from tests.fakes.dbss import FakeDbss
 from tests.fakes.slack import BOT_TOKEN, FakeSlack
 
@@ -192,6 +195,48 @@ def test_check_with_temporary_keys(tmp_path: Path, fake_dbss: FakeDbss, fake_sla
     assert code == 1 and "DBSS: FAIL" in report and "APIGW.0307" in report
     assert "temporary keys also need their DBSS_SECURITY_TOKEN, and expire" in report
     assert key.secret not in report and key.security_token not in report
+
+
+def test_check_reports_redis_and_the_shared_state_it_holds(
+    tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack, redis_url: str
+) -> None:
+    """With REDIS_URL: PING, then what replicas share there, counted from keys a RedisBackedStore wrote itself
+    (so the check's key names cannot drift from the store's)."""
+    settings = settings_for(tmp_path, fake_dbss, fake_slack, redis_url=redis_url)
+    code, report = check(settings)
+    assert code == 0, report
+    assert f"Redis: OK   {redis_url} answers PING; no shared state yet (no replica has used it)\n" in report
+
+    store = RedisBackedStore.from_url(tmp_path / "replica.sqlite3", redis_url)
+    try:
+        now = time.time()
+        store.confirmation_key()
+        for nonce in ("n1", "n2"):
+            store.claim_confirmation(nonce, instance_id=INSTANCE_ID, user_id="UALICE", decision="confirm")
+        store.acquire_lock(
+            INSTANCE_ID, owner="UALICE", channel="C1", thread_ts="1.1", correlation_id="c1", ttl_seconds=60
+        )
+        store.add_followup(FollowUp("c1", INSTANCE_ID, "UALICE", "UALICE", "C1", "1.1", now, now + 600))
+        store.record(
+            "reboot_result", correlation_id="c1", user_id="UALICE", instance_id=INSTANCE_ID, outcome="accepted"
+        )
+    finally:
+        store.close()
+    code, report = check(settings)
+    assert code == 0, report
+    assert (
+        f"Redis: OK   {redis_url} answers PING; shared state: the shared confirmation key, 1 in-flight lock, "
+        "1 follow-up (leased by 1 live replica), 2 used confirmations, 1 cooldown\n"
+    ) in report
+
+
+def test_check_reports_an_unreachable_redis_without_its_password(
+    tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack
+) -> None:
+    code, report = check(settings_for(tmp_path, fake_dbss, fake_slack, redis_url="redis://:hunter2@127.0.0.1:9/0"))
+    assert code == 1
+    assert "Redis: FAIL redis://127.0.0.1:9/0: ConnectionError" in report and "fix: Check REDIS_URL" in report
+    assert "hunter2" not in report
 
 
 @pytest.mark.parametrize(
