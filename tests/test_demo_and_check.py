@@ -295,12 +295,15 @@ def test_check_command_exit_code(tmp_path: Path, fake_dbss: FakeDbss, fake_slack
 
 def test_standalone_simulator_honours_the_contract(tmp_path: Path) -> None:
     """`python -m bot simulator`: the client lists the demo instances, reboots one, gets DBSS's error for another,
-    and a wrong token is refused as the gateway does; AK/SK-signed requests pass."""
+    and a wrong token is refused as the gateway does; AK/SK-signed requests pass, and so do requests signed with
+    the temporary key of its metadata service."""
     import re
     import signal
     import socket
 
-    from bot.dbss import AkSkAuth, DbssApiError, DbssClient, TokenAuth
+    import httpx
+
+    from bot.dbss import AkSkAuth, DbssApiError, DbssClient, MetadataAuth, TokenAuth
     from bot.simulator import DEMO_PROJECT_ID, DEMO_TOKEN
 
     with socket.socket() as s:
@@ -341,6 +344,9 @@ def test_standalone_simulator_honours_the_contract(tmp_path: Path) -> None:
             assert caught.value.error_code == "APIGW.0301"
         signed = AkSkAuth(access_key="AKSIM", secret_key="SKSIM-secret", project_id=DEMO_PROJECT_ID)
         with DbssClient(base_url=endpoint[1], project_id=DEMO_PROJECT_ID, auth=signed, timeout_seconds=5) as c:
+            assert len(c.list_instances()) == 4
+        agency = MetadataAuth(metadata_client=httpx.Client(base_url=endpoint[1], timeout=5), project_id=DEMO_PROJECT_ID)
+        with DbssClient(base_url=endpoint[1], project_id=DEMO_PROJECT_ID, auth=agency, timeout_seconds=5) as c:
             assert len(c.list_instances()) == 4
     finally:
         proc.send_signal(signal.SIGTERM)
