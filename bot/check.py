@@ -204,7 +204,7 @@ def check_state(settings: Settings) -> Result:
     return Result("State", True, f"{path} is writable")
 
 
-# The shared keys of bot/core/redis_state.py (RedisBackedStore's default prefix); a test reads them back from it.
+# The key names of bot/core/redis_state.py (RedisBackedStore's default prefix); the check's test has a store write them.
 PREFIX = "dbss-bot:"
 
 

@@ -65,6 +65,8 @@ def serve(
                 "keepalive": 75,
                 "accesslog": None,
                 "loglevel": log_level,
+                "post_worker_init": post_worker_init,
+                "worker_exit": worker_exit,
             }
             for key, value in options.items():
                 self.cfg.set(key, value)
@@ -78,8 +80,6 @@ def serve(
                     log.warning("GUNICORN_CMD_ARGS: %s is ignored: %s", key, FIXED[key])
                     continue
                 self.cfg.set(key, value)
-            self.cfg.set("post_worker_init", post_worker_init)
-            self.cfg.set("worker_exit", worker_exit)
 
         def load(self) -> WSGIApplication:
             return load()
