@@ -69,7 +69,6 @@ class MetadataAuth(httpx.Auth):
         self._next_attempt = 0.0
         self._session_token: str | None = None
         self._session_checked_at: float | None = None
-        self.fetches = 0
 
     def __repr__(self) -> str:
         return f"MetadataAuth(endpoint={str(self._metadata.base_url)!r})"
@@ -98,7 +97,6 @@ class MetadataAuth(httpx.Auth):
                     raise
                 log.warning("refreshing the temporary credentials failed; the held ones are still valid: %s", err)
                 return held
-            self.fetches += 1
             self._key = fresh
             return fresh
 
