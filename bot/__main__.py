@@ -40,7 +40,13 @@ def serve_http(settings: Settings) -> None:
         for bot in running:
             bot.close(wait=True)
 
-    serve(load, port=settings.port, graceful_timeout=int(settings.dbss_timeout_seconds) + 15, on_exit=close)
+    serve(
+        load,
+        port=settings.port,
+        graceful_timeout=int(settings.dbss_timeout_seconds) + 15,
+        on_exit=close,
+        log_level=settings.log_level.lower(),
+    )
 
 
 def serve_socket_mode(settings: Settings) -> None:
@@ -183,9 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_simulator(host=args.host, port=args.port, reboot_seconds=args.reboot_seconds, ak=args.ak, sk=args.sk)
     try:
         settings = load_settings()
+        level = logging.getLevelNamesMapping()[settings.log_level]
         logs.configure(
             settings.log_format if args.mode in ("http", "socket", None) else "text",
-            logging.WARNING if args.mode in ("check", "console") else logging.INFO,
+            max(level, logging.WARNING) if args.mode in ("check", "console") else level,  # a person reads these
         )
         if args.mode == "check":
             from bot import check

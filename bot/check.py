@@ -1,19 +1,30 @@
-"""`python -m bot check`: validate the configuration and reach Slack, IAM and DBSS; a fix for each failure."""
+"""`python -m bot check`: validate the settings, reach every dependency, and print a fix for each failure."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import redis
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.config import Settings
 from bot.core.store import StateStore
-from bot.dbss import DbssApiError, DbssNotSent, DbssOutcomeUnknown, IamPasswordAuth, build_client
+from bot.dbss import (
+    CredentialsUnavailable,
+    DbssApiError,
+    DbssNotSent,
+    DbssOutcomeUnknown,
+    IamPasswordAuth,
+    build_client,
+    build_metadata_auth,
+)
 from bot.dbss.errors import DbssError, DbssThrottled
 
 
@@ -74,7 +85,35 @@ def check_slack_mode(settings: Settings) -> Result:
     return Result("Slack mode", True, f"HTTP mode on port {settings.port} (POST /slack/events, GET /healthz)")
 
 
-def _dbss_fix(err: DbssError) -> str:
+AGENCY_FIX = (
+    "Bind an agency with DBSS rights in this project to the ECS server or CCE node pool (IAM > Agencies; the "
+    "server's Management Information > Agency), and check DBSS_METADATA_ENDPOINT."
+)
+REFUSED_FIXES = {
+    "token": "check DBSS_AUTH_TOKEN, and that it was issued for this region",
+    "aksk": "check DBSS_AK and DBSS_SK; temporary keys also need their DBSS_SECURITY_TOKEN, and expire",
+    "iam": "check DBSS_IAM_DOMAIN, DBSS_IAM_USER and DBSS_IAM_PASSWORD",
+    "metadata": "the agency's temporary keys were refused; check the agency bound to this server",
+}
+
+
+def credential_description(settings: Settings) -> str:
+    """Which kind of DBSS credential the settings hold, in words."""
+    kind = settings.credential_kind
+    if kind == "token":
+        return "a ready IAM token (DBSS_AUTH_TOKEN)"
+    if kind == "aksk" and settings.dbss_security_token is not None:
+        return "temporary AK/SK with a security token (DBSS_AK, DBSS_SK, DBSS_SECURITY_TOKEN)"
+    if kind == "aksk":
+        return "AK/SK signing (DBSS_AK, DBSS_SK)"
+    if kind == "metadata":
+        return f"the agency's temporary AK/SK from the metadata service at {settings.dbss_metadata_endpoint}"
+    return f"IAM password login as {settings.dbss_iam_user} (DBSS_IAM_DOMAIN, DBSS_IAM_USER, DBSS_IAM_PASSWORD)"
+
+
+def _dbss_fix(err: DbssError, settings: Settings) -> str:
+    if isinstance(err, CredentialsUnavailable):
+        return AGENCY_FIX
     if isinstance(err, DbssNotSent):
         return "Check DBSS_ENDPOINT (or DBSS_REGION) and the network path to it."
     if isinstance(err, DbssOutcomeUnknown):
@@ -84,10 +123,7 @@ def _dbss_fix(err: DbssError) -> str:
     if isinstance(err, DbssApiError):
         code = err.gateway_code
         if code in ("0301", "0305", "0307"):
-            return (
-                f"The credentials were refused (APIGW.{code}): check DBSS_AUTH_TOKEN or DBSS_AK/DBSS_SK, and that "
-                "a token was issued for this region."
-            )
+            return f"The credentials were refused (APIGW.{code}): {REFUSED_FIXES[settings.credential_kind]}."
         if code in ("0302", "0306") or err.status_code == 403:
             return "The credentials lack permission: grant the IAM user DBSS read and reboot rights in this project."
         if code == "0101" or err.status_code == 404:
@@ -124,12 +160,30 @@ def check_iam(settings: Settings) -> Result | None:
     return Result("IAM login", True, f"token issued for {settings.dbss_iam_user} in project {settings.dbss_project_id}")
 
 
+def check_metadata(settings: Settings) -> Result | None:
+    if settings.credential_kind != "metadata":
+        return None
+    auth = build_metadata_auth(settings)
+    try:
+        key = auth.key()
+    except CredentialsUnavailable as err:
+        return Result("Metadata credentials", False, str(err), AGENCY_FIX)
+    finally:
+        auth.close()
+    until = datetime.fromtimestamp(key.expires_at or 0, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return Result(
+        "Metadata credentials",
+        True,
+        f"temporary AK/SK and security token of the agency from {auth.endpoint}, valid until {until}",
+    )
+
+
 def check_dbss(settings: Settings) -> Result:
     with build_client(settings) as client:
         try:
             instances = client.list_instances()
         except DbssError as err:
-            return Result("DBSS", False, f"listing instances failed: {err}", _dbss_fix(err))
+            return Result("DBSS", False, f"listing instances failed: {err}", _dbss_fix(err, settings))
     return Result(
         "DBSS",
         True,
@@ -150,6 +204,55 @@ def check_state(settings: Settings) -> Result:
     return Result("State", True, f"{path} is writable")
 
 
+# The key names of bot/core/redis_state.py (RedisBackedStore's default prefix); the check's test has a store write them.
+PREFIX = "dbss-bot:"
+
+
+def _count(client: redis.Redis, pattern: str) -> int:
+    return sum(1 for _ in client.scan_iter(match=PREFIX + pattern, count=1000))
+
+
+def _plural(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
+def check_redis(settings: Settings) -> Result | None:
+    """PING the shared Redis and say what replica-shared state it holds."""
+    if settings.redis_url is None:
+        return None
+    url = settings.redis_url.get_secret_value()
+    parts = urlsplit(url)
+    where = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))  # no password
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        client.ping()
+        key = bool(client.exists(PREFIX + "confirm-key"))
+        locks = _count(client, "lock:*")
+        followups = int(client.scard(PREFIX + "followups"))
+        owners = {client.get(k) for k in client.scan_iter(match=PREFIX + "followup-owner:*", count=1000)} - {None}
+        used = _count(client, "used:*")
+        cooldowns = _count(client, "last-reboot:*")
+    except redis.RedisError as err:
+        return Result(
+            "Redis",
+            False,
+            f"{where}: {type(err).__name__}: {err}",
+            "Check REDIS_URL (host, port, password; rediss:// for TLS) and that Redis accepts connections from here.",
+        )
+    finally:
+        client.close()
+    if not (key or locks or followups or used or cooldowns):
+        return Result("Redis", True, f"{where} answers PING; no shared state yet (no replica has used it)")
+    found = [
+        "the shared confirmation key" if key else "no confirmation key yet",
+        _plural(locks, "in-flight lock"),
+        _plural(followups, "follow-up") + f" (leased by {_plural(len(owners), 'live replica')})",
+        _plural(used, "used confirmation"),
+        _plural(cooldowns, "cooldown"),
+    ]
+    return Result("Redis", True, f"{where} answers PING; shared state: {', '.join(found)}")
+
+
 def check_policy(settings: Settings) -> Result:
     if not settings.bot_allowed_users:
         return Result(
@@ -167,8 +270,10 @@ CHECKS: list[Callable[[Settings], Result | None]] = [
     check_slack_mode,
     check_slack,
     check_iam,
+    check_metadata,
     check_dbss,
     check_state,
+    check_redis,
     check_policy,
 ]
 
@@ -176,7 +281,7 @@ CHECKS: list[Callable[[Settings], Result | None]] = [
 def run(settings: Settings, out: TextIO) -> int:
     """Print one line per check, with a fix under each failure; 1 if anything failed, else 0."""
     failed = False
-    out.write(f"Configuration: OK (DBSS credentials: {settings.credential_kind})\n")
+    out.write(f"Configuration: OK (DBSS credentials: {credential_description(settings)})\n")
     for check in CHECKS:
         result = check(settings)
         if result is None:

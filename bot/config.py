@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -17,6 +20,17 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
+DEFAULT_SECRETS_DIR = Path("/run/secrets")  # Docker and Compose secrets; Kubernetes mounts anywhere: BOT_SECRETS_DIR
+CREDENTIAL_FIELDS = (
+    "dbss_auth_token",
+    "dbss_ak",
+    "dbss_sk",
+    "dbss_security_token",
+    "dbss_iam_domain",
+    "dbss_iam_user",
+    "dbss_iam_password",
+)
+DEFAULT_METADATA_ENDPOINT = "http://169.254.169.254"  # the ECS/CCE metadata service's link-local address
 
 
 class ConfigError(Exception):
@@ -36,14 +50,25 @@ class Settings(BaseSettings):
     )
 
     # Huawei Cloud DBSS
-    dbss_project_id: str = Field(pattern=r"^[A-Za-z0-9-]{1,64}$")
+    dbss_project_id: str = Field(
+        pattern=r"^[A-Za-z0-9-]{1,64}$",
+        validation_alias=AliasChoices("dbss_project_id", "huaweicloud_sdk_project_id"),
+    )
     dbss_region: str = Field(default="cn-north-4", pattern=r"^[a-z0-9-]{2,40}$")
     dbss_endpoint: str | None = None
     dbss_reboot_path: Literal["current", "deprecated"] = "current"
     dbss_auth_token: SecretStr | None = None
     dbss_ak: str | None = Field(default=None, validation_alias=AliasChoices("dbss_ak", "huaweicloud_sdk_ak"))
     dbss_sk: SecretStr | None = Field(default=None, validation_alias=AliasChoices("dbss_sk", "huaweicloud_sdk_sk"))
-    dbss_iam_endpoint: str = "https://iam.myhuaweicloud.com"
+    dbss_security_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("dbss_security_token", "huaweicloud_sdk_security_token")
+    )
+    dbss_metadata_credentials: bool = False
+    dbss_metadata_endpoint: str = DEFAULT_METADATA_ENDPOINT
+    dbss_iam_endpoint: str = Field(
+        default="https://iam.myhuaweicloud.com",
+        validation_alias=AliasChoices("dbss_iam_endpoint", "huaweicloud_sdk_iam_endpoint"),
+    )
     dbss_iam_domain: str | None = None
     dbss_iam_user: str | None = None
     dbss_iam_password: SecretStr | None = None
@@ -66,6 +91,7 @@ class Settings(BaseSettings):
     bot_require_second_approver: bool = False
     bot_cooldown_seconds: float = Field(default=300.0, ge=0, le=86400)
     log_format: Literal["json", "text"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     redis_url: SecretStr | None = None
 
     @field_validator("bot_allowed_users", "bot_allowed_channels", mode="before")
@@ -75,7 +101,18 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator("dbss_endpoint", "dbss_iam_endpoint", "slack_api_url")
+    @field_validator(*CREDENTIAL_FIELDS, mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """DBSS_AUTH_TOKEN= (a blank line in a manifest) is no token, as the one-kind check counts it."""
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("dbss_endpoint", "dbss_iam_endpoint", "dbss_metadata_endpoint", "slack_api_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("https://", "http://")):
@@ -102,11 +139,13 @@ class Settings(BaseSettings):
         return settings
 
     @property
-    def credential_kind(self) -> Literal["token", "aksk", "iam"]:
+    def credential_kind(self) -> Literal["token", "aksk", "iam", "metadata"]:
         if self.dbss_auth_token is not None:
             return "token"
         if self.dbss_ak is not None:
             return "aksk"
+        if self.dbss_metadata_credentials:
+            return "metadata"
         return "iam"
 
     @property
@@ -118,32 +157,48 @@ class Settings(BaseSettings):
         return self.slack_app_token is not None
 
 
+_TRUE = {"1", "true", "t", "yes", "y", "on"}
+
+
 def _credential_problem(raw: dict[str, Any]) -> str | None:
     """What is wrong with the DBSS credentials among the raw settings, or None."""
 
     def given(name: str) -> bool:
-        return raw.get(name) not in (None, "")
+        value = raw.get(name)
+        return value is not None and not (isinstance(value, str) and not value.strip())
 
     token = given("dbss_auth_token")
     aksk = [n for n in ("dbss_ak", "dbss_sk") if given(n)]
+    security_token = given("dbss_security_token")
     iam = [n for n in ("dbss_iam_domain", "dbss_iam_user", "dbss_iam_password") if given(n)]
+    flag = raw.get("dbss_metadata_credentials")
+    metadata = flag is True or (isinstance(flag, str) and flag.strip().lower() in _TRUE)
     chosen = [
         label
         for label, present in (
             ("token (DBSS_AUTH_TOKEN)", token),
-            ("AK/SK (DBSS_AK, DBSS_SK)", bool(aksk)),
+            (
+                "AK/SK (DBSS_AK, DBSS_SK" + (", DBSS_SECURITY_TOKEN)" if security_token else ")"),
+                bool(aksk) or security_token,
+            ),
             ("IAM password (DBSS_IAM_DOMAIN, DBSS_IAM_USER, DBSS_IAM_PASSWORD)", bool(iam)),
+            ("metadata credentials (DBSS_METADATA_CREDENTIALS=true)", metadata),
         )
         if present
     ]
     if len(chosen) != 1:
         return (
-            "configure exactly one kind of DBSS credential: DBSS_AUTH_TOKEN, or DBSS_AK with DBSS_SK, "
-            f"or DBSS_IAM_DOMAIN with DBSS_IAM_USER and DBSS_IAM_PASSWORD; found {' and '.join(chosen) or 'none'}"
+            "configure exactly one kind of DBSS credential: DBSS_AUTH_TOKEN, or DBSS_AK with DBSS_SK (and "
+            "DBSS_SECURITY_TOKEN for temporary keys), or DBSS_IAM_DOMAIN with DBSS_IAM_USER and DBSS_IAM_PASSWORD, "
+            f"or DBSS_METADATA_CREDENTIALS=true; found {' and '.join(chosen) or 'none'}"
         )
-    if aksk and len(aksk) != 2:
-        missing = [n.upper() for n in ("dbss_ak", "dbss_sk") if n not in aksk]
-        return f"AK/SK signing needs both DBSS_AK and DBSS_SK; missing {', '.join(missing)}"
+    if (aksk or security_token) and len(aksk) != 2:
+        absent = ", ".join(n.upper() for n in ("dbss_ak", "dbss_sk") if n not in aksk)
+        if security_token:
+            return (
+                f"a security token (DBSS_SECURITY_TOKEN) goes with its temporary DBSS_AK and DBSS_SK; missing {absent}"
+            )
+        return f"AK/SK signing needs both DBSS_AK and DBSS_SK; missing {absent}"
     if iam and len(iam) != 3:
         missing = [n.upper() for n in ("dbss_iam_domain", "dbss_iam_user", "dbss_iam_password") if n not in iam]
         return f"IAM password login needs all three variables; missing {', '.join(missing)}"
@@ -162,7 +217,19 @@ _EXPECTED = {
     "bot_require_second_approver": "true or false",
     "bot_cooldown_seconds": "seconds, 0 to 86400",
     "log_format": "'json' or 'text'",
+    "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "dbss_metadata_credentials": "true or false",
     "redis_url": "a URL such as redis://host:6379/0",
+}
+
+
+# Huawei's SDK names, accepted as aliases; messages name the bot's own.
+_ALIASES = {
+    "HUAWEICLOUD_SDK_AK": "DBSS_AK",
+    "HUAWEICLOUD_SDK_SK": "DBSS_SK",
+    "HUAWEICLOUD_SDK_SECURITY_TOKEN": "DBSS_SECURITY_TOKEN",
+    "HUAWEICLOUD_SDK_PROJECT_ID": "DBSS_PROJECT_ID",
+    "HUAWEICLOUD_SDK_IAM_ENDPOINT": "DBSS_IAM_ENDPOINT",
 }
 
 
@@ -170,7 +237,7 @@ def _env_name(loc: tuple[int | str, ...]) -> str:
     if not loc:
         return "configuration"
     name = str(loc[0]).upper()
-    return {"HUAWEICLOUD_SDK_AK": "DBSS_AK", "HUAWEICLOUD_SDK_SK": "DBSS_SK"}.get(name, name)
+    return _ALIASES.get(name, name)
 
 
 def describe(error: ValidationError) -> str:
@@ -189,8 +256,24 @@ def describe(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def secrets_dir(environ: Mapping[str, str] = os.environ, default: Path = DEFAULT_SECRETS_DIR) -> Path | None:
+    """Where secrets are read from as files: BOT_SECRETS_DIR, else /run/secrets when it exists, else nowhere."""
+    configured = environ.get("BOT_SECRETS_DIR", "").strip()
+    if configured:
+        if not Path(configured).is_dir():
+            raise ConfigError(f"Invalid configuration:\n  - BOT_SECRETS_DIR: {configured} is not a directory")
+        return Path(configured)
+    return default if default.is_dir() else None
+
+
 def load_settings(**overrides: object) -> Settings:
-    """Read the settings, or raise ConfigError with one clear message (no traceback wall)."""
+    """Read the settings, or raise ConfigError with one clear message (no traceback wall).
+
+    Sources, first wins (pydantic-settings' order): the environment, the .env file, one file per setting in
+    the secrets directory (named like the variable, e.g. dbss_sk or DBSS_SK), the defaults.
+    """
+    if "_secrets_dir" not in overrides:
+        overrides["_secrets_dir"] = secrets_dir()
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as err:

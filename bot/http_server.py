@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,17 @@ if TYPE_CHECKING:
 # contenders for the one interpreter lock and lengthen the tail of ack latency (docs/benchmarks.md).
 THREADS = 4
 BACKLOG = 2048  # far above socketserver's 5, which drops connections under a burst of senders
+# Options GUNICORN_CMD_ARGS may not change: one worker process owns the state, the pool and the follow-ups
+# (more replicas share state through REDIS_URL instead); its request threads only acknowledge; the app is built
+# in the worker, after the fork, with its threads. A config file (-c) could replace the bot's hooks: not read.
+FIXED = {
+    "workers": "one worker process owns the bot's state and follow-ups; for more, run replicas with REDIS_URL",
+    "worker_class": "the bot's request threads (gthread) only acknowledge; the slow work runs on its own pool",
+    "preload_app": "the bot must be built in the worker, after the fork, with its threads",
+    "config": "a config file could replace the bot's server hooks; give the options themselves instead",
+}
+
+log = logging.getLogger(__name__)
 
 
 def serve(
@@ -24,11 +36,13 @@ def serve(
     graceful_timeout: int = 30,
     on_exit: Callable[[], None] | None = None,
     threads: int = THREADS,
+    log_level: str = "info",
 ) -> None:
     """Serve the WSGI app that `load` builds, in the worker (after the fork), on 0.0.0.0:port.
 
     One worker: the bot's state, worker pool and follow-ups live in one process. On SIGTERM gunicorn stops
-    accepting, lets requests in hand finish, then calls `on_exit` in the worker.
+    accepting, lets requests in hand finish, then calls `on_exit` in the worker. GUNICORN_CMD_ARGS is
+    honoured as gunicorn honours it (access log, forwarded_allow_ips, timeouts, TLS...), except for FIXED.
     """
 
     def post_worker_init(worker: Any) -> None:
@@ -50,10 +64,21 @@ def serve(
                 "graceful_timeout": graceful_timeout,
                 "keepalive": 75,
                 "accesslog": None,
+                "loglevel": log_level,
                 "post_worker_init": post_worker_init,
                 "worker_exit": worker_exit,
             }
             for key, value in options.items():
+                self.cfg.set(key, value)
+            # gunicorn's own Application reads GUNICORN_CMD_ARGS in its load_config; BaseApplication does not.
+            parser = self.cfg.parser()
+            parser.prog = "GUNICORN_CMD_ARGS"  # argparse's errors then name the variable
+            for key, value in vars(parser.parse_args(self.cfg.get_cmd_args_from_env())).items():
+                if value is None or key == "args":
+                    continue
+                if key in FIXED:
+                    log.warning("GUNICORN_CMD_ARGS: %s is ignored: %s", key, FIXED[key])
+                    continue
                 self.cfg.set(key, value)
 
         def load(self) -> WSGIApplication:

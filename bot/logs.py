@@ -32,6 +32,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(fmt: str = "json", level: int = logging.INFO) -> None:
+    """One handler on the root logger, at `level` (LOG_LEVEL)."""
     handler = logging.StreamHandler()
     handler.setFormatter(
         JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -39,5 +40,6 @@ def configure(fmt: str = "json", level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # httpx logs each request line at INFO; useful, but noisy at 200 follow-ups: keep warnings only.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # httpx logs each request line at INFO; useful, but noisy at 200 follow-ups: warnings only, unless DEBUG is
+    # asked for. (httpcore stays at INFO whatever the level: bot/dbss holds it there, its DEBUG prints headers.)
+    logging.getLogger("httpx").setLevel(logging.INFO if level <= logging.DEBUG else logging.WARNING)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+import redis
 
 if TYPE_CHECKING:
     from tests.harness import Harness
@@ -45,3 +48,45 @@ def harness(tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack) -> Itera
     h = Harness(tmp_path, fake_dbss, fake_slack)
     yield h
     h.stop()
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A real redis-server on loopback for this test (.ci/run installs Debian's package)."""
+    from tests.harness import eventually
+    from tests.processes import free_port
+
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is not installed: .ci/run installs it (apt-get install redis-server)"
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    eventually(lambda: _pings(client), timeout=10, what="redis-server")
+    client.close()
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False

@@ -88,6 +88,7 @@ class BotProcess:
             start_new_session=True,
         )
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
+        self.stdout = ""
         eventually(self.healthy, timeout=30, what="the bot process to listen")
 
     def healthy(self) -> bool:
@@ -117,8 +118,9 @@ class BotProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
-            _, err = self.proc.communicate(timeout=30)
+            out, err = self.proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
-            _, err = self.proc.communicate()
+            out, err = self.proc.communicate()
+        self.stdout = out or ""  # with capture=True, what it wrote to stdout (gunicorn's access log with `-`)
         return self.proc.returncode, err or ""

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,9 @@ import pytest
 from bot.check import run as run_check
 from bot.config import Settings
 from bot.console import blocks_to_text, to_text
-from tests.conftest import PROJECT_ID
+from bot.core.redis_state import RedisBackedStore
+from bot.core.store import FollowUp
+from tests.conftest import INSTANCE_ID, PROJECT_ID
 from tests.fakes.dbss import FakeDbss
 from tests.fakes.slack import BOT_TOKEN, FakeSlack
 
@@ -138,6 +142,103 @@ def test_check_with_iam_logs_in(tmp_path: Path, fake_dbss: FakeDbss, fake_slack:
     assert "wrong" not in report.replace("is wrong", "")
 
 
+def test_check_with_metadata_credentials(tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack) -> None:
+    """The report names the agency's temporary credentials, shows they were fetched and worked; without an
+    agency bound, it says so with the fix. The temporary SK and token are never printed."""
+    settings = settings_for(
+        tmp_path,
+        fake_dbss,
+        fake_slack,
+        dbss_auth_token=None,
+        dbss_metadata_credentials=True,
+        dbss_metadata_endpoint=fake_dbss.url,
+    )
+    code, report = check(settings)
+    assert code == 0, report
+    assert (
+        "Configuration: OK (DBSS credentials: the agency's temporary AK/SK from the metadata service at "
+        f"{fake_dbss.url})" in report
+    )
+    assert (
+        f"Metadata credentials: OK   temporary AK/SK and security token of the agency from {fake_dbss.url}, " in report
+    )
+    assert re.search(r"valid until \d{4}-\d\d-\d\d \d\d:\d\d UTC\n", report)
+    assert "DBSS: OK   2 audit instance(s)" in report
+    with fake_dbss.lock:
+        keys = list(fake_dbss.temporary_keys.values())
+    assert len(keys) == 2 and all(k.secret not in report and k.security_token not in report for k in keys)
+
+    fake_dbss.agency = False
+    code, report = check(settings)
+    assert code == 1
+    assert "Metadata credentials: FAIL the metadata service says no agency is bound to this server" in report
+    assert "fix: Bind an agency with DBSS rights" in report
+
+
+def test_check_with_temporary_keys(tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack) -> None:
+    """AK/SK with a security token is named as such; once expired, the fix says temporary keys expire."""
+    key = fake_dbss.issue_temporary_key()
+    settings = settings_for(
+        tmp_path,
+        fake_dbss,
+        fake_slack,
+        dbss_auth_token=None,
+        dbss_ak=key.access,
+        dbss_sk=key.secret,
+        dbss_security_token=key.security_token,
+    )
+    code, report = check(settings)
+    assert code == 0, report
+    assert "DBSS credentials: temporary AK/SK with a security token (DBSS_AK, DBSS_SK, DBSS_SECURITY_TOKEN)" in report
+    fake_dbss.expire_temporary_keys()
+    code, report = check(settings)
+    assert code == 1 and "DBSS: FAIL" in report and "APIGW.0307" in report
+    assert "temporary keys also need their DBSS_SECURITY_TOKEN, and expire" in report
+    assert key.secret not in report and key.security_token not in report
+
+
+def test_check_reports_redis_and_the_shared_state_it_holds(
+    tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack, redis_url: str
+) -> None:
+    """With REDIS_URL: PING, then what replicas share there, counted from keys a RedisBackedStore wrote itself
+    (so the check's key names cannot drift from the store's)."""
+    settings = settings_for(tmp_path, fake_dbss, fake_slack, redis_url=redis_url)
+    code, report = check(settings)
+    assert code == 0, report
+    assert f"Redis: OK   {redis_url} answers PING; no shared state yet (no replica has used it)\n" in report
+
+    store = RedisBackedStore.from_url(tmp_path / "replica.sqlite3", redis_url)
+    try:
+        now = time.time()
+        store.confirmation_key()
+        for nonce in ("n1", "n2"):
+            store.claim_confirmation(nonce, instance_id=INSTANCE_ID, user_id="UALICE", decision="confirm")
+        store.acquire_lock(
+            INSTANCE_ID, owner="UALICE", channel="C1", thread_ts="1.1", correlation_id="c1", ttl_seconds=60
+        )
+        store.add_followup(FollowUp("c1", INSTANCE_ID, "UALICE", "UALICE", "C1", "1.1", now, now + 600))
+        store.record(
+            "reboot_result", correlation_id="c1", user_id="UALICE", instance_id=INSTANCE_ID, outcome="accepted"
+        )
+    finally:
+        store.close()
+    code, report = check(settings)
+    assert code == 0, report
+    assert (
+        f"Redis: OK   {redis_url} answers PING; shared state: the shared confirmation key, 1 in-flight lock, "
+        "1 follow-up (leased by 1 live replica), 2 used confirmations, 1 cooldown\n"
+    ) in report
+
+
+def test_check_reports_an_unreachable_redis_without_its_password(
+    tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack
+) -> None:
+    code, report = check(settings_for(tmp_path, fake_dbss, fake_slack, redis_url="redis://:hunter2@127.0.0.1:9/0"))
+    assert code == 1
+    assert "Redis: FAIL redis://127.0.0.1:9/0: ConnectionError" in report and "fix: Check REDIS_URL" in report
+    assert "hunter2" not in report
+
+
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
@@ -194,12 +295,15 @@ def test_check_command_exit_code(tmp_path: Path, fake_dbss: FakeDbss, fake_slack
 
 def test_standalone_simulator_honours_the_contract(tmp_path: Path) -> None:
     """`python -m bot simulator`: the client lists the demo instances, reboots one, gets DBSS's error for another,
-    and a wrong token is refused as the gateway does; AK/SK-signed requests pass."""
+    and a wrong token is refused as the gateway does; AK/SK-signed requests pass, and so do requests signed with
+    the temporary key of its metadata service."""
     import re
     import signal
     import socket
 
-    from bot.dbss import AkSkAuth, DbssApiError, DbssClient, TokenAuth
+    import httpx
+
+    from bot.dbss import AkSkAuth, DbssApiError, DbssClient, MetadataAuth, TokenAuth
     from bot.simulator import DEMO_PROJECT_ID, DEMO_TOKEN
 
     with socket.socket() as s:
@@ -240,6 +344,9 @@ def test_standalone_simulator_honours_the_contract(tmp_path: Path) -> None:
             assert caught.value.error_code == "APIGW.0301"
         signed = AkSkAuth(access_key="AKSIM", secret_key="SKSIM-secret", project_id=DEMO_PROJECT_ID)
         with DbssClient(base_url=endpoint[1], project_id=DEMO_PROJECT_ID, auth=signed, timeout_seconds=5) as c:
+            assert len(c.list_instances()) == 4
+        agency = MetadataAuth(metadata_client=httpx.Client(base_url=endpoint[1], timeout=5), project_id=DEMO_PROJECT_ID)
+        with DbssClient(base_url=endpoint[1], project_id=DEMO_PROJECT_ID, auth=agency, timeout_seconds=5) as c:
             assert len(c.list_instances()) == 4
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -86,3 +86,66 @@ def test_sigterm_finishes_the_reboot_in_hand_and_keeps_the_follow_up(
     assert [e.detail for e in store.audit() if e.event == "outcome_reported"] == ["thread"]
     assert [e.outcome for e in store.audit(instance_id=INSTANCE_ID) if e.event == "reboot_result"] == ["accepted"]
     store.close()
+
+
+def test_log_level_warning_quiets_the_bot_and_gunicorn(
+    tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack
+) -> None:
+    """LOG_LEVEL=WARNING: no info lines, neither the bot's nor gunicorn's ("Booting worker")."""
+    bot = BotProcess(
+        bot_env(fake_dbss, fake_slack, tmp_path / "s.sqlite3", LOG_LEVEL="WARNING"), tmp_path, capture=True
+    )
+    bot.post(command_body(fake_slack))
+    eventually(lambda: fake_slack.calls("chat.postMessage"), timeout=10, what="the card")
+    code, err = bot.terminate()
+    assert code == 0
+    assert "Booting worker" not in err and "[INFO]" not in err and '"level": "info"' not in err
+
+
+def test_log_level_debug_shows_debug_records_and_no_secret(
+    tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack
+) -> None:
+    """LOG_LEVEL=debug (any case): debug records from the bot's libraries and gunicorn, and still no secret:
+    not the Slack token or signing secret, the IAM password, or the IAM token (httpcore is held at INFO)."""
+    env = bot_env(fake_dbss, fake_slack, tmp_path / "s.sqlite3", LOG_LEVEL="debug")
+    del env["DBSS_AUTH_TOKEN"]
+    password = "correct horse battery staple"
+    env.update(
+        DBSS_IAM_ENDPOINT=fake_dbss.url, DBSS_IAM_DOMAIN="acme", DBSS_IAM_USER="oncall-bot", DBSS_IAM_PASSWORD=password
+    )
+    bot = BotProcess(env, tmp_path, capture=True)
+    try:
+        bot.post(command_body(fake_slack))
+        eventually(lambda: fake_slack.calls("chat.postMessage"), timeout=10, what="the card")
+    finally:
+        code, err = bot.terminate()
+    assert code == 0
+    assert '"level": "debug"' in err and "[DEBUG]" in err
+    [iam_token] = fake_dbss.tokens - {"good-token"}
+    for secret in (BOT_TOKEN, SIGNING_SECRET, password, iam_token):
+        assert secret not in err
+
+
+def test_http_mode_with_metadata_credentials(tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack) -> None:
+    """The bot as a process with DBSS_METADATA_CREDENTIALS: the card's list call and the confirmed reboot are
+    signed with the agency's one temporary key, fetched once, its security token sent and never logged."""
+    env = bot_env(fake_dbss, fake_slack, tmp_path / "s.sqlite3", BOT_POLL_INTERVAL_SECONDS="60")
+    del env["DBSS_AUTH_TOKEN"]
+    env.update(DBSS_METADATA_CREDENTIALS="true", DBSS_METADATA_ENDPOINT=fake_dbss.url)
+    bot = BotProcess(env, tmp_path, capture=True)
+    try:
+        bot.post(command_body(fake_slack))
+        eventually(lambda: fake_slack.messages, timeout=10, what="the card")
+        card = next(iter(fake_slack.messages.values()))
+        assert bot.post(confirm_body(fake_slack, card)).status_code == 200
+        eventually(lambda: fake_dbss.reboots_done, timeout=10, what="the reboot")
+    finally:
+        _, err = bot.terminate()
+    with fake_dbss.lock:
+        [key] = fake_dbss.temporary_keys.values()
+    assert len(fake_dbss.metadata_requests()) == 1
+    signed = fake_dbss.list_requests() + fake_dbss.reboot_requests()
+    assert signed and all(r.headers["x-security-token"] == key.security_token for r in signed)
+    assert all(f"Access={key.access}," in r.headers["authorization"] for r in signed)
+    assert fake_dbss.reboots_done == [INSTANCE_ID]
+    assert key.secret not in err and key.security_token not in err

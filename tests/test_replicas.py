@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import redis
 
 from bot.core.redis_state import RedisBackedStore
@@ -18,48 +14,9 @@ from tests.conftest import INSTANCE_ID
 from tests.fakes.dbss import FakeDbss
 from tests.fakes.slack import FakeSlack
 from tests.harness import ALICE, BOB, INCIDENTS, Harness, eventually
-from tests.processes import BotProcess, bot_env, command_body, confirm_body, free_port
+from tests.processes import BotProcess, bot_env, command_body, confirm_body
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    """A real redis-server on loopback for this test (.ci/run installs Debian's package)."""
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is not installed: .ci/run installs it (apt-get install redis-server)"
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    eventually(lambda: _pings(client), timeout=10, what="redis-server")
-    client.close()
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
 
 
 def test_confirmation_lock_and_cooldown_are_shared(tmp_path: Path, redis_url: str) -> None:

@@ -7,9 +7,10 @@ import logging
 import httpx
 
 from bot.config import Settings
-from bot.dbss.auth import AkSkAuth, IamPasswordAuth, TokenAuth
+from bot.dbss.auth import AccessKey, AkSkAuth, IamPasswordAuth, TokenAuth
 from bot.dbss.client import DbssClient, RebootAccepted
 from bot.dbss.errors import (
+    CredentialsUnavailable,
     DbssApiError,
     DbssError,
     DbssNotSent,
@@ -18,10 +19,14 @@ from bot.dbss.errors import (
     IamLoginError,
     RebootFailed,
 )
+from bot.dbss.metadata import TIMEOUT_SECONDS as METADATA_TIMEOUT_SECONDS
+from bot.dbss.metadata import MetadataAuth
 from bot.dbss.models import Instance, is_instance_id
 
 __all__ = [
+    "AccessKey",
     "AkSkAuth",
+    "CredentialsUnavailable",
     "DbssApiError",
     "DbssClient",
     "DbssError",
@@ -31,11 +36,13 @@ __all__ = [
     "IamLoginError",
     "IamPasswordAuth",
     "Instance",
+    "MetadataAuth",
     "RebootAccepted",
     "RebootFailed",
     "TokenAuth",
     "build_auth",
     "build_client",
+    "build_metadata_auth",
     "is_instance_id",
 ]
 
@@ -53,8 +60,11 @@ def build_auth(settings: Settings, *, transport: httpx.BaseTransport | None = No
         return AkSkAuth(
             access_key=settings.dbss_ak,
             secret_key=settings.dbss_sk.get_secret_value(),
+            security_token=settings.dbss_security_token.get_secret_value() if settings.dbss_security_token else None,
             project_id=settings.dbss_project_id,
         )
+    if settings.credential_kind == "metadata":
+        return build_metadata_auth(settings, transport=transport)
     assert settings.dbss_iam_domain and settings.dbss_iam_user and settings.dbss_iam_password
     iam = httpx.Client(
         base_url=settings.dbss_iam_endpoint,
@@ -68,6 +78,17 @@ def build_auth(settings: Settings, *, transport: httpx.BaseTransport | None = No
         password=settings.dbss_iam_password.get_secret_value(),
         project_id=settings.dbss_project_id,
     )
+
+
+def build_metadata_auth(settings: Settings, *, transport: httpx.BaseTransport | None = None) -> MetadataAuth:
+    """The agency's temporary credentials from the metadata service at DBSS_METADATA_ENDPOINT."""
+    metadata = httpx.Client(
+        base_url=settings.dbss_metadata_endpoint,
+        timeout=httpx.Timeout(min(METADATA_TIMEOUT_SECONDS, settings.dbss_timeout_seconds)),
+        transport=transport,
+        trust_env=False,  # a link-local service: never through HTTP_PROXY, which would fetch some other host's keys
+    )
+    return MetadataAuth(metadata_client=metadata, project_id=settings.dbss_project_id)
 
 
 def build_client(settings: Settings, *, transport: httpx.BaseTransport | None = None) -> DbssClient:

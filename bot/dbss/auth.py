@@ -1,4 +1,4 @@
-"""The three ways to authenticate to DBSS, as httpx Auth classes: token, IAM password login, AK/SK."""
+"""Authenticating to DBSS, as httpx Auth classes: token, IAM password login, AK/SK signing (see also metadata.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import httpx
@@ -128,8 +129,50 @@ def _expiry(response: httpx.Response, *, default: float) -> float:
     return parsed.timestamp()
 
 
+@dataclass(frozen=True, slots=True)
+class AccessKey:
+    """An AK/SK pair; a temporary one comes with its security token and expiry (epoch seconds)."""
+
+    access: str
+    secret: str = field(repr=False)
+    security_token: str | None = field(default=None, repr=False)
+    expires_at: float | None = None
+
+
+# The headers signed besides Host: the ones that reach the gateway as we set them (not Connection,
+# Accept-Encoding...). huaweicloudsdkcore adds X-Project-Id and X-Security-Token before signing, so both are signed.
+SIGNED_HEADERS = ("Content-Type", "X-Sdk-Date", "X-Project-Id", "X-Security-Token", "X-Sdk-Content-Sha256")
+
+
+def sign(request: httpx.Request, key: AccessKey, *, project_id: str | None, now: datetime) -> None:
+    """Set X-Sdk-Date, X-Project-Id, X-Security-Token and Authorization on the request, as the official signer does."""
+    request.headers["X-Sdk-Date"] = now.strftime(signing.DATE_FORMAT)
+    if project_id:
+        request.headers["X-Project-Id"] = project_id
+    if key.security_token is not None:
+        request.headers["X-Security-Token"] = key.security_token
+    else:
+        request.headers.pop("X-Security-Token", None)
+    content_type = request.headers.get("Content-Type")
+    if content_type and not content_type.startswith(("application/json", "application/bson")):
+        request.headers["X-Sdk-Content-Sha256"] = signing.UNSIGNED_PAYLOAD
+    to_sign = {"Host": request.headers["Host"]}
+    for name in SIGNED_HEADERS:
+        if name in request.headers:
+            to_sign[name] = request.headers[name]
+    request.headers["Authorization"] = signing.authorization(
+        access_key=key.access,
+        secret_key=key.secret,
+        method=request.method,
+        path=request.url.raw_path.split(b"?", 1)[0].decode("ascii"),
+        query=request.url.query.decode("ascii"),
+        headers=to_sign,
+        body=request.content,
+    )
+
+
 class AkSkAuth(httpx.Auth):
-    """SDK-HMAC-SHA256 signing with an access key and secret key."""
+    """SDK-HMAC-SHA256 signing with an access key and secret key, and a security token for temporary keys."""
 
     requires_request_body = True
 
@@ -138,36 +181,18 @@ class AkSkAuth(httpx.Auth):
         *,
         access_key: str,
         secret_key: str,
+        security_token: str | None = None,
         project_id: str | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._ak = access_key
-        self._sk = secret_key
+        self._key = AccessKey(access_key, secret_key, security_token)
         self._project_id = project_id
         self._now = now
 
     def __repr__(self) -> str:
-        return f"AkSkAuth(access_key={self._ak!r}, secret_key=<hidden>)"
+        token = ", security_token=<hidden>" if self._key.security_token is not None else ""
+        return f"AkSkAuth(access_key={self._key.access!r}, secret_key=<hidden>{token})"
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["X-Sdk-Date"] = self._now().strftime(signing.DATE_FORMAT)
-        if self._project_id:
-            request.headers["X-Project-Id"] = self._project_id
-        content_type = request.headers.get("Content-Type")
-        if content_type and not content_type.startswith(("application/json", "application/bson")):
-            request.headers["X-Sdk-Content-Sha256"] = signing.UNSIGNED_PAYLOAD
-        # Sign only the headers that reach the gateway as we set them (not Connection, Accept-Encoding...).
-        to_sign = {"Host": request.headers["Host"]}
-        for name in ("Content-Type", "X-Sdk-Date", "X-Project-Id", "X-Sdk-Content-Sha256"):
-            if name in request.headers:
-                to_sign[name] = request.headers[name]
-        request.headers["Authorization"] = signing.authorization(
-            access_key=self._ak,
-            secret_key=self._sk,
-            method=request.method,
-            path=request.url.raw_path.split(b"?", 1)[0].decode("ascii"),
-            query=request.url.query.decode("ascii"),
-            headers=to_sign,
-            body=request.content,
-        )
+        sign(request, self._key, project_id=self._project_id, now=self._now())
         yield request

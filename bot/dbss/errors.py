@@ -2,6 +2,7 @@
 
 DbssError
  ├── DbssNotSent          the request provably never reached DBSS (connect failure): nothing happened
+ │    └── CredentialsUnavailable  no temporary credentials from the metadata service, so nothing was sent
  ├── DbssOutcomeUnknown   the request was sent but no usable answer came back (timeout, reset)
  └── DbssApiError         DBSS, IAM or the API gateway answered with an error
       ├── DbssThrottled   429 / APIGW.0308: wait and try later
@@ -18,6 +19,10 @@ class DbssError(Exception):
 
 class DbssNotSent(DbssError):
     """The request never left this process or never reached the server, so it cannot have taken effect."""
+
+
+class CredentialsUnavailable(DbssNotSent):
+    """The metadata service gave no usable temporary credentials, so the DBSS request was never sent."""
 
 
 class DbssOutcomeUnknown(DbssError):

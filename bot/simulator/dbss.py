@@ -1,8 +1,10 @@
 """A DBSS + IAM simulator honouring the documented contract: the test fake, the demo and `python -m bot simulator`.
 
-Routes: both reboot paths, the v2 instance list with paging, and IAM password login. Every answer carries
-X-Request-Id. DBSS routes check an X-Auth-Token or an SDK-HMAC-SHA256 signature the way the API gateway
-does, and answer with the gateway's flat error body when they fail.
+Routes: both reboot paths, the v2 instance list with paging, IAM password login, and the ECS/CCE metadata
+service's temporary credentials (`GET /openstack/latest/securitykey`, with its optional session token,
+`PUT /meta-data/latest/api/token`). Every DBSS answer carries X-Request-Id. DBSS routes check an
+X-Auth-Token or an SDK-HMAC-SHA256 signature (with X-Security-Token for temporary keys) the way the API
+gateway does, and answer with the gateway's flat error body when they fail.
 """
 
 from __future__ import annotations
@@ -17,13 +19,36 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from bot.dbss import signing
+from bot.dbss.metadata import NO_AGENCY_TEXT, SECURITY_KEY_PATH, SESSION_HEADER, SESSION_PATH
 from bot.simulator.http import Answer, LoopbackServer, Received, request_id
 
 REBOOT_RE = re.compile(r"^/v1/(?P<pid>[^/]+)/(?:dbss/)?audit/instance/reboot$")
 LIST_RE = re.compile(r"^/v2/(?P<pid>[^/]+)/audit/instances$")
 IAM_PATH = "/v3/auth/tokens"
 
-Route = Literal["reboot", "list", "iam"]
+Route = Literal["reboot", "list", "iam", "metadata"]
+EXPIRES_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+@dataclass
+class TemporaryKey:
+    """A temporary AK/SK with its security token, as the metadata service hands them out."""
+
+    access: str
+    secret: str
+    security_token: str
+    expires_at: float
+
+    def body(self) -> dict[str, Any]:
+        expires = datetime.fromtimestamp(self.expires_at, UTC).strftime(EXPIRES_FORMAT)
+        return {
+            "credential": {
+                "access": self.access,
+                "secret": self.secret,
+                "securitytoken": self.security_token,
+                "expires_at": expires,
+            }
+        }
 
 
 @dataclass
@@ -70,6 +95,13 @@ class DbssSimulator(LoopbackServer):
         self.delays: dict[Route, float] = defaultdict(float)
         self.logins = 0
         self.reboots_done: list[str] = []
+        # The metadata service: an agency bound to the "server", temporary keys it issued, session tokens.
+        self.agency = True
+        self.temporary_lifetime_seconds = 3600.0  # the simulator's choice; the platform's own lifetime may differ
+        self.temporary_keys: dict[str, TemporaryKey] = {}
+        self.metadata_sessions: set[str] = set()
+        self.metadata_session_api = True  # False: PUT .../api/token answers 404, as on platforms without it
+        self.metadata_session_required = False
 
     # --- set-up helpers for tests -------------------------------------------------------------------
 
@@ -106,12 +138,40 @@ class DbssSimulator(LoopbackServer):
         with self.lock:
             return [r for r in self.received if LIST_RE.match(r.path)]
 
+    def metadata_requests(self) -> list[Received]:
+        """The GETs of temporary credentials (not the session-token PUTs)."""
+        with self.lock:
+            return [r for r in self.received if r.path == SECURITY_KEY_PATH]
+
+    def issue_temporary_key(self, lifetime_seconds: float | None = None) -> TemporaryKey:
+        """A new temporary AK/SK and security token that the gateway accepts until it expires."""
+        key = TemporaryKey(
+            access="TMP" + secrets.token_hex(10).upper(),
+            secret=secrets.token_urlsafe(30),
+            security_token="gQ" + secrets.token_urlsafe(300).replace("-", "+").replace("_", "/") + "==",
+            expires_at=time.time()
+            + (self.temporary_lifetime_seconds if lifetime_seconds is None else lifetime_seconds),
+        )
+        with self.lock:
+            self.temporary_keys[key.access] = key
+        return key
+
+    def expire_temporary_keys(self) -> None:
+        """Every temporary key issued so far expires now (the gateway refuses them with APIGW.0307)."""
+        with self.lock:
+            for key in self.temporary_keys.values():
+                key.expires_at = min(key.expires_at, time.time() - 1)
+
     # --- the server ---------------------------------------------------------------------------------
 
     def handle(self, request: Received) -> Answer | None:
+        if request.method == "PUT" and request.path == SESSION_PATH:
+            return self._metadata_session(request)
         m = REBOOT_RE.match(request.path) if request.method == "POST" else LIST_RE.match(request.path)
-        if request.method == "POST" and request.path == IAM_PATH:
-            route: Route = "iam"
+        if request.method == "GET" and request.path == SECURITY_KEY_PATH:
+            route: Route = "metadata"
+        elif request.method == "POST" and request.path == IAM_PATH:
+            route = "iam"
         elif request.method == "POST" and m:
             route = "reboot"
         elif request.method == "GET" and m:
@@ -127,6 +187,8 @@ class DbssSimulator(LoopbackServer):
         if route == "iam":
             answer = self._iam(request)
             return None if answer is None else self._with_id(answer)
+        if route == "metadata":
+            return self._metadata(request)
         denied = self._authenticate(request)
         if denied is not None:
             return self._with_id(denied)
@@ -164,7 +226,12 @@ class DbssSimulator(LoopbackServer):
             401, "APIGW.0301", "Incorrect IAM authentication information: verify aksk signature fail"
         )
         parts = signing.parse_authorization(authorization)
-        if parts is None or parts["Access"] not in self.aksk:
+        if parts is None:
+            return bad
+        with self.lock:
+            temporary = self.temporary_keys.get(parts["Access"])
+            secret = temporary.secret if temporary is not None else self.aksk.get(parts["Access"])
+        if secret is None:
             return bad
         signed = parts["SignedHeaders"].split(";")
         if not {"host", "x-sdk-date"} <= set(signed) or any(h not in request.headers for h in signed):
@@ -183,10 +250,51 @@ class DbssSimulator(LoopbackServer):
             signed=signed,
             body=request.body,
         )
-        expected = signing.signature(self.aksk[parts["Access"]], text)
+        expected = signing.signature(secret, text)
         if not secrets.compare_digest(expected, parts["Signature"]):
             return bad
+        if temporary is not None:
+            return self._check_security_token(request, temporary, signed)
         return None
+
+    def _check_security_token(self, request: Received, key: TemporaryKey, signed: list[str]) -> Answer | None:
+        """A temporary key needs its own security token, signed; an expired one is refused as an expired token.
+
+        The codes are the gateway's (APIGW.0301 wrong credentials, APIGW.0307 expired); the wording after the
+        colon is the simulator's own."""
+        token = request.headers.get("x-security-token")
+        if token is None or "x-security-token" not in signed or not secrets.compare_digest(token, key.security_token):
+            return self.gateway_error(
+                401, "APIGW.0301", "Incorrect IAM authentication information: verify security token fail"
+            )
+        if time.time() >= key.expires_at:
+            return self.gateway_error(401, "APIGW.0307", "The token must be updated.")
+        return None
+
+    def _metadata_session(self, request: Received) -> Answer:
+        """PUT /meta-data/latest/api/token: a session token for the metadata service, where the platform has one."""
+        if not self.metadata_session_api:
+            return Answer(404, raw=b"404 Not Found")
+        if not request.headers.get("x-metadata-token-ttl-seconds", "").isdigit():
+            return Answer(400, raw=b"X-Metadata-Token-Ttl-Seconds is required")
+        session = secrets.token_urlsafe(24)
+        with self.lock:
+            self.metadata_sessions.add(session)
+        return Answer(200, raw=session.encode(), headers={"Content-Type": "text/plain"})
+
+    def _metadata(self, request: Received) -> Answer | None:
+        """GET /openstack/latest/securitykey: a new temporary AK/SK and security token of the agency."""
+        with self.lock:
+            if self.scripted["metadata"]:
+                return self.scripted["metadata"].popleft()
+            session = request.headers.get(SESSION_HEADER.lower())
+            if (session is not None or self.metadata_session_required) and session not in self.metadata_sessions:
+                return Answer(
+                    401, raw=b"401 Unauthorized: invalid metadata token", headers={"Content-Type": "text/plain"}
+                )
+        if not self.agency:
+            return Answer(401, raw=NO_AGENCY_TEXT.encode(), headers={"Content-Type": "text/plain"})
+        return Answer(200, self.issue_temporary_key().body())
 
     def _iam(self, request: Received) -> Answer | None:
         try:

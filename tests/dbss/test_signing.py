@@ -144,3 +144,60 @@ def test_non_json_content_type_is_unsigned_payload() -> None:
         "POST", HOST, "/x", [], {"Content-Type": "text/plain", "Host": HOST, "X-Sdk-Date": DATE}, b"a=b"
     )
     assert signed.headers["Authorization"] == expected
+
+
+# A security token as the platform issues them: long, with '+', '/' and '=' (base64).
+SECURITY_TOKEN = "gQpjbi1ub3J0aC00hqP+AbC/def==" + "x7Yz" * 300
+
+
+def _official_with_token(method: str, host: str, path: str, query: list[tuple[str, str]], body: bytes) -> SdkRequest:
+    """The official path for temporary keys: BasicCredentials.sign_request adds X-Project-Id and X-Security-Token,
+    then signs."""
+    request = SdkRequest(
+        method=method,
+        schema="https",
+        host=host,
+        resource_path=path,
+        query_params=list(query),
+        header_params={"Content-Type": "application/json;charset=UTF-8", "X-Sdk-Date": DATE},
+        body=body,
+    )
+    BasicCredentials(AK, SK, PID).with_security_token(SECURITY_TOKEN).sign_request(request)
+    return request
+
+
+@pytest.mark.parametrize(("method", "host", "path", "query", "body"), CASES)
+def test_security_token_is_sent_and_signed_as_the_official_signer_does(
+    method: str, host: str, path: str, query: list[tuple[str, str]], body: bytes
+) -> None:
+    """With a security token, AkSkAuth on a real httpx request sends the same X-Security-Token and the same
+    Authorization (x-security-token among the SignedHeaders) as huaweicloudsdkcore's BasicCredentials."""
+    official = _official_with_token(method, host, path, query, body)
+    auth = AkSkAuth(
+        access_key=AK,
+        secret_key=SK,
+        security_token=SECURITY_TOKEN,
+        project_id=PID,
+        now=lambda: datetime(2025, 1, 1, tzinfo=UTC),
+    )
+    request = httpx.Request(
+        method,
+        f"https://{host}{path}",
+        params=query,
+        content=body,
+        headers={"Content-Type": "application/json;charset=UTF-8"},
+    )
+    signed = next(auth.sync_auth_flow(request))
+    assert signed.headers["X-Security-Token"] == official.header_params["X-Security-Token"] == SECURITY_TOKEN
+    assert "x-security-token" in official.header_params["Authorization"]
+    assert signed.headers["Authorization"] == official.header_params["Authorization"]
+
+
+def test_without_a_security_token_no_header_is_sent_or_signed() -> None:
+    """Permanent keys send no X-Security-Token, and it is not among the SignedHeaders."""
+    auth = AkSkAuth(access_key=AK, secret_key=SK, project_id=PID, now=lambda: datetime(2025, 1, 1, tzinfo=UTC))
+    signed = next(auth.sync_auth_flow(httpx.Request("GET", f"https://{HOST}/v2/{PID}/audit/instances")))
+    assert "X-Security-Token" not in signed.headers
+    assert "x-security-token" not in signed.headers["Authorization"]
+    assert "security_token=<hidden>" in repr(AkSkAuth(access_key=AK, secret_key=SK, security_token=SECURITY_TOKEN))
+    assert SECURITY_TOKEN not in repr(AkSkAuth(access_key=AK, secret_key=SK, security_token=SECURITY_TOKEN))
