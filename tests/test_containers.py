@@ -1,8 +1,8 @@
-"""The Dockerfile and .dockerignore match what the bot reads and serves.
+"""The Dockerfile and compose.yaml match what the bot reads and serves.
 
 No container engine runs where this project is built and tested, so nothing here builds an image: hadolint
-lints the Dockerfile, and the rest reads it and holds it to the bot's Settings, its `python -m bot` modes
-and its ports.
+lints the Dockerfile, and the rest reads the files and holds them to the bot's Settings, its `python -m bot`
+modes and its ports.
 """
 
 from __future__ import annotations
@@ -23,12 +23,15 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
+import yaml
 from pydantic import AliasChoices
 
 from bot.__main__ import main
-from bot.config import Settings
+from bot.config import Settings, require_slack
+from bot.simulator import DEMO_PROJECT_ID, DEMO_TOKEN
 from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +39,13 @@ ROOT = Path(__file__).resolve().parent.parent
 # Settings that other changes of this round add to bot/config.py, with their defaults, so that the files can
 # name them before they land. Remove each one once Settings has it (a test below fails until then).
 SETTINGS_ADDED_THIS_ROUND: dict[str, object] = {"BOT_HEALTH_PORT": 8080}  # Socket Mode's health port
+# The containers' root file system is read-only: gunicorn's heartbeat file needs a writable /tmp.
+SCRATCH = "/tmp"  # noqa: S108 - a path inside the container, checked here, never used by the tests
+# gunicorn's graceful_timeout (bot/__main__.py, serve_http): in-flight DBSS calls may take this long on SIGTERM.
+SHUTDOWN_SECONDS = Settings.model_fields["dbss_timeout_seconds"].default + 15
+
+# What a person puts in compose's .env: placeholders, to read compose.yaml as Compose would.
+DOT_ENV = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1", "BOT_ALLOWED_USERS": "U1"}
 
 
 def setting_names() -> set[str]:
@@ -50,9 +60,17 @@ def setting_names() -> set[str]:
     return names
 
 
+KNOWN_NAMES = setting_names() | set(SETTINGS_ADDED_THIS_ROUND)
+
+
 def default(name: str) -> object:
     field = Settings.model_fields.get(name.lower())
     return field.default if field is not None else SETTINGS_ADDED_THIS_ROUND[name]
+
+
+def port_setting(mode: str) -> str:
+    """The setting whose port serves /healthz, /readyz and /metrics in a mode of the bot."""
+    return {"http": "PORT", "socket": "BOT_HEALTH_PORT"}[mode]
 
 
 def usage() -> str:
@@ -66,6 +84,14 @@ def usage() -> str:
 def modes() -> set[str]:
     [choices] = set(re.findall(r"\{([a-z,]+)\}", usage()))
     return set(choices.split(","))
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No setting leaks in from the environment of the test run."""
+    for name in KNOWN_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
 
 
 def test_settings_added_this_round_are_not_yet_in_settings() -> None:
@@ -266,3 +292,115 @@ def test_dockerignore_keeps_secrets_and_state_out_and_lets_the_sources_in() -> N
     copied = [src for args in instructions(dockerfile_stages()[0], "COPY") for src in args.split()[:-1]]
     sources = [*copied, *(str(p.relative_to(ROOT)) for p in (ROOT / "bot").rglob("*.py"))]
     assert [s for s in sources if dockerignored(s)] == []
+
+
+# compose.yaml
+
+
+def compose() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    return document
+
+
+def interpolate(value: str, given: dict[str, str]) -> str:
+    """Compose's ${NAME}, ${NAME:-default} and ${NAME:?error}, with `given` as the .env file."""
+
+    def one(match: re.Match[str]) -> str:
+        name, op, arg = match["name"], match["op"] or "", match["arg"] or ""
+        if name in given:
+            return given[name]
+        assert op.endswith("-"), f"compose.yaml needs {name}: {arg}"
+        return arg
+
+    return re.sub(r"\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}", one, value)
+
+
+def image_services() -> dict[str, dict[str, Any]]:
+    """Services that run this project's image."""
+    return {name: s for name, s in compose()["services"].items() if s.get("build") == "."}
+
+
+def bot_services() -> dict[str, dict[str, Any]]:
+    """Services that run the bot itself (http or socket), with their environment interpolated."""
+    bots = {name: s for name, s in image_services().items() if s["command"][0] in ("http", "socket")}
+    for service in bots.values():
+        service["environment"] = {k: interpolate(str(v), DOT_ENV) for k, v in service["environment"].items()}
+    return bots
+
+
+def option(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+def test_compose_commands_are_modes_of_the_bot() -> None:
+    """Every service on this image runs a real `python -m bot` mode with options the bot has."""
+    services = image_services()
+    help_text = usage()
+    for name, service in services.items():
+        assert service["command"][0] in modes(), name
+        for flag in (word for word in service["command"] if word.startswith("--")):
+            assert flag in help_text, (name, flag)
+
+
+def test_compose_environment_names_are_settings() -> None:
+    """Every variable compose gives the bot, or asks of .env, is a setting the bot reads."""
+    for name, service in image_services().items():
+        environment = service.get("environment", {})
+        assert set(environment) <= KNOWN_NAMES, (name, set(environment) - KNOWN_NAMES)
+        asked = {m for value in environment.values() for m in re.findall(r"\$\{(\w+)", str(value))}
+        assert asked <= KNOWN_NAMES, (name, asked - KNOWN_NAMES)
+
+
+def test_compose_runs_two_replicas_on_one_redis_each_with_its_own_state() -> None:
+    """Two or more bot replicas share one REDIS_URL, that of the redis service; each has its own /data."""
+    services = compose()["services"]
+    bots = bot_services()
+    assert len(bots) >= 2
+    [redis_url] = {s["environment"]["REDIS_URL"] for s in bots.values()}
+    url = urlparse(redis_url)
+    assert url.scheme == "redis" and url.port == 6379
+    assert url.hostname in services and services[url.hostname]["image"].startswith("redis:")
+    assert "--appendonly" in services[url.hostname]["command"]  # a restart keeps used confirmations
+    data_volumes = []
+    for service in bots.values():
+        [data] = [v.split(":")[0] for v in service["volumes"] if v.split(":")[1] == "/data"]
+        data_volumes.append(data)
+    assert len(set(data_volumes)) == len(bots)  # SQLite has one writer: never one file for two replicas
+    assert set(data_volumes) <= set(compose()["volumes"])
+
+
+def test_compose_points_the_bots_at_the_simulator() -> None:
+    """DBSS_ENDPOINT is the simulator service on the port it listens on, with its demo project and token."""
+    services = image_services()
+    [(name, simulator)] = [(n, s) for n, s in services.items() if s["command"][0] == "simulator"]
+    assert option(simulator["command"], "--host") == "0.0.0.0"  # noqa: S104 - reachable from the other containers
+    port = int(option(simulator["command"], "--port"))
+    assert str(port) in " ".join(simulator["healthcheck"]["test"])
+    for service in bot_services().values():
+        env = service["environment"]
+        endpoint = urlparse(env["DBSS_ENDPOINT"])
+        assert (endpoint.scheme, endpoint.hostname, endpoint.port) == ("http", name, port)
+        assert (env["DBSS_PROJECT_ID"], env["DBSS_AUTH_TOKEN"]) == (DEMO_PROJECT_ID, DEMO_TOKEN)
+        assert service["depends_on"][name]["condition"] == "service_healthy"
+
+
+def test_compose_bots_publish_their_health_port_and_get_time_to_stop() -> None:
+    """Published ports lead to the health port of the bot's mode; the stop grace period covers a DBSS call."""
+    for name, service in bot_services().items():
+        mode = service["command"][0]
+        setting = port_setting(mode)
+        health_port = int(service["environment"].get(setting, image_env()[setting]))
+        assert [int(p.rsplit(":", 1)[1]) for p in service["ports"]] == [health_port], name
+        grace = re.fullmatch(r"(\d+)s", service["stop_grace_period"])
+        assert grace and int(grace.group(1)) >= SHUTDOWN_SECONDS, name
+        assert service["read_only"] is True and SCRATCH in service["tmpfs"]
+
+
+def test_compose_bot_environment_loads_as_settings(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """What compose gives a replica is a valid configuration for its mode, shared Redis included."""
+    for service in bot_services().values():
+        for name, value in service["environment"].items():
+            clean_env.setenv(name, value)
+        settings = Settings(_env_file=None, _secrets_dir=tmp_path)
+        require_slack(settings, http=service["command"][0] == "http")
+        assert settings.redis_url is not None and settings.credential_kind == "token"
