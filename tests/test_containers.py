@@ -1,8 +1,8 @@
-"""The Dockerfile and compose.yaml match what the bot reads and serves.
+"""The Dockerfile, compose.yaml and deploy/'s Kubernetes manifests match what the bot reads and serves.
 
 No container engine runs where this project is built and tested, so nothing here builds an image: hadolint
-lints the Dockerfile, and the rest reads the files and holds them to the bot's Settings, its `python -m bot`
-modes and its ports.
+lints the Dockerfile, kubernetes-validate checks the manifests against Kubernetes' own schemas, and the rest
+reads the files and holds them to the bot's Settings, its `python -m bot` modes and its ports.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
 
+import kubernetes_validate
 import pytest
 import yaml
 from pydantic import AliasChoices
@@ -39,8 +40,13 @@ ROOT = Path(__file__).resolve().parent.parent
 # Settings that other changes of this round add to bot/config.py, with their defaults, so that the files can
 # name them before they land. Remove each one once Settings has it (a test below fails until then).
 SETTINGS_ADDED_THIS_ROUND: dict[str, object] = {"BOT_HEALTH_PORT": 8080}  # Socket Mode's health port
+SECRETS_DIR = "/run/secrets"  # where the settings read secret files (pydantic-settings' secrets_dir)
 # The containers' root file system is read-only: gunicorn's heartbeat file needs a writable /tmp.
 SCRATCH = "/tmp"  # noqa: S108 - a path inside the container, checked here, never used by the tests
+
+# The oldest Kubernetes the manifests promise to run on, and a recent one: kubernetes-validate ships both.
+KUBERNETES_VERSIONS = ("1.28.0", "1.33.0")
+
 # gunicorn's graceful_timeout (bot/__main__.py, serve_http): in-flight DBSS calls may take this long on SIGTERM.
 SHUTDOWN_SECONDS = Settings.model_fields["dbss_timeout_seconds"].default + 15
 
@@ -404,3 +410,199 @@ def test_compose_bot_environment_loads_as_settings(clean_env: pytest.MonkeyPatch
         settings = Settings(_env_file=None, _secrets_dir=tmp_path)
         require_slack(settings, http=service["command"][0] == "http")
         assert settings.redis_url is not None and settings.credential_kind == "token"
+
+
+# Kubernetes manifests under deploy/
+
+VARIANTS = sorted(p.parent.name for p in ROOT.glob("deploy/*/kustomization.yaml"))
+
+
+def yaml_files() -> list[Path]:
+    return sorted([*ROOT.glob("deploy/**/*.yaml"), *ROOT.glob("deploy/**/*.yml")])
+
+
+def documents(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def kubernetes_objects(variant: str) -> dict[str, list[dict[str, Any]]]:
+    """A variant's objects by kind, the Secret's template included."""
+    objects: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted((ROOT / "deploy" / variant).glob("*.yaml")):
+        for document in documents(path):
+            objects.setdefault(document["kind"], []).append(document)
+    return objects
+
+
+def pod_of(variant: str) -> dict[str, Any]:
+    objects = kubernetes_objects(variant)
+    [workload] = objects.get("StatefulSet", []) + objects.get("Deployment", [])
+    pod: dict[str, Any] = workload["spec"]["template"]["spec"]
+    return pod
+
+
+def test_there_are_kubernetes_manifests_for_one_replica_and_for_redis() -> None:
+    """The two variants docs/deploying.md describes, each applied with `kubectl apply -k`."""
+    assert VARIANTS == ["redis", "single"]
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("path", yaml_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_manifest_validates_strictly_against_kubernetes(path: Path, version: str) -> None:
+    """Every object in every YAML file under deploy/ (but kustomize's own files) is valid Kubernetes, with
+    no unknown field; an object kind without a schema fails too."""
+    for document in documents(path):
+        if document["kind"] == "Kustomization":
+            assert document["apiVersion"].startswith("kustomize.config.k8s.io/")
+            continue
+        kubernetes_validate.validate(document, version, strict=True)
+
+
+def test_strict_validation_rejects_an_unknown_field() -> None:
+    """The validator is live: a misspelt field fails."""
+    deployment = documents(ROOT / "deploy/redis/deployment.yaml")[0]
+    deployment["spec"]["replica"] = deployment["spec"].pop("replicas")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[0], strict=True)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_kustomization_lists_every_manifest_but_the_secret_template(variant: str) -> None:
+    """`kubectl apply -k` applies every object, never the placeholder Secret; the image is this version's."""
+    folder = ROOT / "deploy" / variant
+    [kustomization] = documents(folder / "kustomization.yaml")
+    manifests = {p.name for p in folder.glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(kustomization["resources"]) == {m for m in manifests if not m.endswith(".example.yaml")}
+    [secret] = kubernetes_objects(variant)["Secret"]
+    assert [p.name for p in folder.glob("*.yaml") if secret in documents(p)] == ["secret.example.yaml"]
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    [image] = kustomization["images"]
+    [container] = pod_of(variant)["containers"]
+    assert container["image"] == f"{image['name']}:{version}" and image["newTag"] == version
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_probes_ask_liveness_and_readiness_on_the_port_of_the_mode(variant: str) -> None:
+    """Startup and liveness ask /healthz, readiness /readyz, on the port the container's mode serves them on;
+    the Service leads to a port the container has."""
+    [container] = pod_of(variant)["containers"]
+    [mode] = container["args"]
+    assert mode in modes() and mode in ("http", "socket")
+    env = {e["name"]: e["value"] for e in container["env"]}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    health_port = int(env[port_setting(mode)])
+    for probe, path in [("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")]:
+        get = container[probe]["httpGet"]
+        assert (get["path"], ports[get["port"]]) == (path, health_port), probe
+    [service] = kubernetes_objects(variant)["Service"]
+    assert {p["targetPort"] for p in service["spec"]["ports"]} <= set(ports)
+    assert service["spec"]["selector"] == pod_labels(variant)
+
+
+def pod_labels(variant: str) -> dict[str, str]:
+    objects = kubernetes_objects(variant)
+    [workload] = objects.get("StatefulSet", []) + objects.get("Deployment", [])
+    assert workload["spec"]["selector"]["matchLabels"] == workload["spec"]["template"]["metadata"]["labels"]
+    labels: dict[str, str] = workload["spec"]["selector"]["matchLabels"]
+    return labels
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_pod_runs_locked_down_with_its_state_secrets_and_limits(variant: str) -> None:
+    """The image's non-root user, a read-only root with /tmp and /data mounted, the Secret at the settings'
+    secrets directory, memory bounds, and time to finish a DBSS call on SIGTERM."""
+    pod = pod_of(variant)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert str(pod["securityContext"]["runAsUser"]) == image_user()
+    assert pod["terminationGracePeriodSeconds"] >= SHUTDOWN_SECONDS
+    assert pod["automountServiceAccountToken"] is False and pod["enableServiceLinks"] is False
+    [container] = pod["containers"]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    state_dir = str(PurePosixPath(image_env()["BOT_STATE_PATH"]).parent)
+    assert {state_dir, SCRATCH, SECRETS_DIR} <= set(mounts)
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts[SCRATCH]]
+    [secret] = kubernetes_objects(variant)["Secret"]
+    assert volumes[mounts[SECRETS_DIR]]["secret"]["secretName"] == secret["metadata"]["name"]
+    configured = Settings.model_config.get("secrets_dir")
+    assert configured in (None, SECRETS_DIR)  # None until the change that reads secret files lands
+    assert [e["configMapRef"]["name"] for e in container["envFrom"]] == [
+        c["metadata"]["name"] for c in kubernetes_objects(variant)["ConfigMap"]
+    ]
+    resources = container["resources"]
+    assert resources["requests"]["memory"] and resources["limits"]["memory"]
+    assert int(resources["limits"]["memory"].removesuffix("Mi")) >= 128  # the bot's RSS is about 60 MiB
+
+
+def test_one_replica_keeps_its_state_on_a_volume_and_more_share_redis() -> None:
+    """deploy/single: a StatefulSet of one with a ReadWriteOnce claim at /data. deploy/redis: two or more
+    replicas, REDIS_URL in the Secret, a disruption budget that keeps one."""
+    [single] = kubernetes_objects("single")["StatefulSet"]
+    assert single["spec"]["replicas"] == 1
+    [claim] = single["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    [container] = single["spec"]["template"]["spec"]["containers"]
+    assert {"name": claim["metadata"]["name"], "mountPath": "/data"} in container["volumeMounts"]
+    assert "redis_url" not in kubernetes_objects("single")["Secret"][0]["stringData"]
+
+    redis = kubernetes_objects("redis")
+    [deployment] = redis["Deployment"]
+    assert deployment["spec"]["replicas"] >= 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert urlparse(redis["Secret"][0]["stringData"]["redis_url"]).scheme in ("redis", "rediss")
+    [budget] = redis["PodDisruptionBudget"]
+    assert budget["spec"]["minAvailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"] == pod_labels("redis")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_configmap_secret_and_env_name_real_settings(variant: str) -> None:
+    """ConfigMap keys and env names are settings' variables; Secret keys are settings' names in lower case (the
+    file names secrets_dir reads); every Secret value is a placeholder."""
+    objects = kubernetes_objects(variant)
+    [configmap] = objects["ConfigMap"]
+    assert set(configmap["data"]) <= KNOWN_NAMES, set(configmap["data"]) - KNOWN_NAMES
+    [container] = pod_of(variant)["containers"]
+    assert {e["name"] for e in container["env"]} <= KNOWN_NAMES
+    [secret] = objects["Secret"]
+    assert "data" not in secret  # base64 would hide whether a value is a placeholder
+    for key, value in secret["stringData"].items():
+        assert key == key.lower() and key.upper() in KNOWN_NAMES, key
+        assert "REPLACE-ME" in value, key
+
+
+def write_secret_volume(directory: Path, data: dict[str, str]) -> None:
+    """Files as the kubelet writes a Secret volume: a timestamped folder, `..data` linking to it, and one link
+    per key through `..data`."""
+    folder = directory / "..2025_01_01_00_00_00.000000001"
+    folder.mkdir()
+    for key, value in data.items():
+        (folder / key).write_text(value)
+    (directory / "..data").symlink_to(folder.name)
+    for key in data:
+        (directory / key).symlink_to(Path("..data") / key)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_example_configuration_loads_as_settings(variant: str, clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The ConfigMap and env as the environment, the Secret as a mounted volume: the bot's settings read them
+    all (the secrets from the files) and they suffice for the container's mode."""
+    objects = kubernetes_objects(variant)
+    [container] = pod_of(variant)["containers"]
+    for name, value in [*objects["ConfigMap"][0]["data"].items(), *((e["name"], e["value"]) for e in container["env"])]:
+        clean_env.setenv(name, value)
+    secret = objects["Secret"][0]["stringData"]
+    write_secret_volume(tmp_path, secret)
+    settings = Settings(_env_file=None, _secrets_dir=tmp_path)
+    [mode] = container["args"]
+    require_slack(settings, http=mode == "http")
+    assert settings.slack_bot_token is not None
+    assert settings.slack_bot_token.get_secret_value() == secret["slack_bot_token"]
+    assert settings.dbss_sk is not None and settings.dbss_sk.get_secret_value() == secret["dbss_sk"]
+    assert settings.bot_allowed_users == ()  # deny by default until someone is named
+    assert (settings.redis_url is not None) == (variant == "redis")
