@@ -18,7 +18,8 @@ FROM python:3.11-slim-bookworm
 
 # A system user with a fixed numeric ID: Kubernetes' runAsNonRoot can only verify a numeric user, and
 # `python -m bot console` asks the password database for the user's name. /run/secrets is where the
-# settings read secret files from (a Kubernetes Secret volume or Compose secrets mount over it); empty here.
+# settings read secret files from (a Kubernetes Secret volume mounts over it; Compose puts its secrets in
+# it); empty here.
 RUN groupadd --system --gid 10001 bot \
     && useradd --system --uid 10001 --gid bot --home-dir /nonexistent --no-create-home \
         --shell /usr/sbin/nologin bot \
