@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
+    # How long one Slack Web API call may take. A message whose call timed out is looked up before it is
+    # posted again, so a short timeout never doubles a message.
+    slack_timeout_seconds: int = Field(default=10, ge=1, le=60)
     port: int = Field(default=3000, ge=1, le=65535)
 
     # Policy and state

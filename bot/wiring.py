@@ -45,6 +45,8 @@ class Bot:
     follower: Follower
     outbox: Outbox
     deliverer: Deliverer
+    listing: SharedListing
+    dbss_timeout: float
 
     def close(self, *, wait: bool = True) -> None:
         """Stop: finish the work in hand (in-flight DBSS calls), leave follow-ups in the store for next time.
@@ -52,6 +54,7 @@ class Bot:
         The deliverer stops last, so what the work in hand had to say is sent; anything Slack still refuses
         stays in the outbox for the next start (or another replica)."""
         self.follower.stop()
+        self.listing.wait_idle(timeout=self.dbss_timeout + 1)  # cards waiting for it are handed on, not dropped
         self.acks_first.close()  # held jobs go to the pool, which finishes them before it stops
         self.urgent.shutdown(wait=wait)
         self.work.shutdown(wait=wait)
@@ -78,12 +81,14 @@ def build(
     else:
         store = StateStore(settings.bot_state_path)
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
-    client = slack_client or WebClient(token=token, base_url=settings.slack_api_url, timeout=10)
+    client = slack_client or WebClient(
+        token=token, base_url=settings.slack_api_url, timeout=settings.slack_timeout_seconds
+    )
     # Slack's 429 means the call was not processed: waiting Retry-After and sending again is safe.
     client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
     # The deliverer retries on its own terms (Retry-After, backoff, looking before posting again): no handlers.
     delivery_client = slack_client or WebClient(
-        token=token, base_url=settings.slack_api_url, timeout=10, retry_handlers=[]
+        token=token, base_url=settings.slack_api_url, timeout=settings.slack_timeout_seconds, retry_handlers=[]
     )
     outbox = Outbox(store)
     groups = GroupDirectory(client, (u for u in settings.bot_allowed_users if u.startswith("S")))
@@ -143,6 +148,8 @@ def build(
         follower=follower,
         outbox=outbox,
         deliverer=deliverer,
+        listing=listing,
+        dbss_timeout=settings.dbss_timeout_seconds,
     )
 
 

@@ -29,6 +29,7 @@ class SharedListing:
         self._dbss = dbss
         self._lock = threading.Lock()
         self._in_flight: Future[list[Instance]] | None = None
+        self._reader: threading.Thread | None = None
         self.calls = 0
 
     def fetch(self) -> Future[list[Instance]]:
@@ -38,8 +39,16 @@ class SharedListing:
             future: Future[list[Instance]] = Future()
             self._in_flight = future
             self.calls += 1
-        threading.Thread(target=self._read, args=(future,), name="dbss-list", daemon=True).start()
+        reader = threading.Thread(target=self._read, args=(future,), name="dbss-list", daemon=True)
+        self._reader = reader
+        reader.start()
         return future
+
+    def wait_idle(self, timeout: float) -> None:
+        """At shutdown: let the call in flight answer, and its callbacks (cards waiting for it) run."""
+        reader = self._reader
+        if reader is not None:
+            reader.join(timeout)
 
     def list_instances(self) -> list[Instance]:
         """The list, waiting for it (for callers that have a thread of their own to spare)."""

@@ -127,9 +127,10 @@ class DbssClient:
                 body = response.json()
             except ValueError as err:
                 raise DbssError("DBSS answered the instance list with a body that is not JSON") from err
-            page = body.get("instances", body.get("servers", [])) if isinstance(body, dict) else []
-            if not isinstance(page, list):
-                page = []
+            page = body.get("instances", body.get("servers")) if isinstance(body, dict) else None
+            if not isinstance(page, list):  # an answer without the list is no evidence that instances are gone
+                shape = sorted(body)[:10] if isinstance(body, dict) else type(body).__name__
+                raise DbssError(f"DBSS answered the instance list without an instance list ({shape})")
             instances.extend(i for raw in page if isinstance(raw, dict) and (i := parse_instance(raw)))
             total = body.get("total") if isinstance(body, dict) else None
             offset += len(page)

@@ -10,6 +10,7 @@ import itertools
 import json
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -18,6 +19,14 @@ from tests.fakes.http import Answer, FakeHttpServer, Received
 
 BOT_TOKEN = "xoxb-test-token"
 DROP = Answer(0)  # scripted: close the connection without answering
+
+
+@dataclass
+class Fault:
+    method: str
+    kind: str
+    when: Callable[[dict[str, Any]], bool]
+    hit: float | None = None  # when it struck
 
 
 @dataclass
@@ -45,6 +54,7 @@ class FakeSlack(FakeHttpServer):
         # Faults after the call was carried out: "drop" closes the connection unanswered, a number is a delay
         # before the answer (past the client's timeout, the client cannot know the call happened).
         self.after: dict[str, deque[str | float]] = defaultdict(deque)
+        self.faults: list[Fault] = []
         self._ts = itertools.count(1)
 
     # --- what tests read ------------------------------------------------------------------------------
@@ -81,6 +91,20 @@ class FakeSlack(FakeHttpServer):
         with self.lock:
             self.after[method].append(seconds)
 
+    def fault(self, method: str, kind: str, when: Callable[[dict[str, Any]], bool] = lambda _: True) -> Fault:
+        """Fail the first call of `method` whose arguments satisfy `when`, once:
+
+        - "reset": the connection closes before Slack acts on the call;
+        - "reset_after": Slack carries the call out, then the connection closes unanswered;
+        - "timeout": Slack carries it out and answers after 1.5 s (past the bot's timeout in these tests);
+        - "ratelimited": HTTP 429 with Retry-After: 1; "500": HTTP 500 internal_error;
+        - any other word: Slack's answer `{"ok": false, "error": kind}` (not_in_channel, message_not_found...).
+        """
+        fault = Fault(method, kind, when)
+        with self.lock:
+            self.faults.append(fault)
+        return fault
+
     def posted(self, channel: str, text: str) -> list[Message]:
         """Messages in `channel` (a thread or not) whose text contains `text`."""
         with self.lock:
@@ -116,6 +140,24 @@ class FakeSlack(FakeHttpServer):
         handler = getattr(self, "_" + method.replace(".", "_"), None)
         if handler is None:
             return Answer(200, {"ok": False, "error": "unknown_method"})
+        with self.lock:
+            chosen = next((f for f in self.faults if f.method == method and f.when(args)), None)
+            if chosen is not None:
+                self.faults.remove(chosen)
+                chosen.hit = time.time()
+        if chosen is not None:
+            match chosen.kind:
+                case "reset":
+                    return None
+                case "ratelimited":
+                    return Answer(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "1"})
+                case "500":
+                    return Answer(500, {"ok": False, "error": "internal_error"})
+                case "reset_after" | "timeout":
+                    with self.lock:
+                        self.after[method].appendleft("drop" if chosen.kind == "reset_after" else 1.5)
+                case error:
+                    return Answer(200, {"ok": False, "error": error})
         answer = Answer(200, handler(args))
         with self.lock:
             fault = self.after[method].popleft() if self.after[method] else None
