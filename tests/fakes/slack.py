@@ -15,8 +15,10 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from tests.fakes.http import Answer, FakeHttpServer, Received
+from tests.fakes.socket_mode import FakeSocketMode
 
 BOT_TOKEN = "xoxb-test-token"
+APP_TOKEN = "xapp-1-A1-test-token"
 
 
 @dataclass
@@ -39,6 +41,8 @@ class FakeSlack(FakeHttpServer):
         self.usergroups: dict[str, list[str]] = {}
         self.views: dict[str, Any] = {}
         self.delays: dict[str, float] = {}  # seconds a Web API method takes to answer
+        self.socket_mode: FakeSocketMode | None = None  # set it to answer apps.connections.open
+        self.app_token = APP_TOKEN
         self._ts = itertools.count(1)
 
     # --- what tests read ------------------------------------------------------------------------------
@@ -80,6 +84,8 @@ class FakeSlack(FakeHttpServer):
         method = request.path.removeprefix("/api/")
         if self.delays.get(method):
             time.sleep(self.delays[method])
+        if method == "apps.connections.open":  # the one method called with the app-level token
+            return Answer(200, self._apps_connections_open(request.headers.get("authorization")))
         if request.headers.get("authorization") != f"Bearer {self.bot_token}":
             return Answer(
                 200, {"ok": False, "error": "invalid_auth" if request.headers.get("authorization") else "not_authed"}
@@ -161,3 +167,12 @@ class FakeSlack(FakeHttpServer):
         if group not in self.usergroups:
             return {"ok": False, "error": "no_such_subteam"}
         return {"ok": True, "users": list(self.usergroups[group])}
+
+    def _apps_connections_open(self, authorization: str | None) -> dict[str, Any]:
+        if not authorization:
+            return {"ok": False, "error": "not_authed"}
+        if authorization != f"Bearer {self.app_token}":
+            return {"ok": False, "error": "invalid_auth"}
+        if self.socket_mode is None:
+            return {"ok": False, "error": "unknown_method"}
+        return {"ok": True, "url": self.socket_mode.issue_url()}
