@@ -85,7 +85,9 @@ class FakeSlack(FakeHttpServer):
         if self.delays.get(method):
             time.sleep(self.delays[method])
         if method == "apps.connections.open":  # the one method called with the app-level token
-            return Answer(200, self._apps_connections_open(request.headers.get("authorization")))
+            with self.lock:
+                scripted = self.scripted[method].popleft() if self.scripted[method] else None
+            return scripted or Answer(200, self._apps_connections_open(request.headers.get("authorization")))
         if request.headers.get("authorization") != f"Bearer {self.bot_token}":
             return Answer(
                 200, {"ok": False, "error": "invalid_auth" if request.headers.get("authorization") else "not_authed"}

@@ -37,7 +37,8 @@ class Connection:
     ticket: str
     opened_at: float
     closed_at: float | None = None
-    ended_by: str | None = None  # "client", "refresh" (server close after a disconnect message), "drop"
+    # "client", "refresh" (server close after a disconnect message), "drop" (no close frame), "freeze"
+    ended_by: str | None = None
     _ws: ServerConnection | None = field(default=None, repr=False)
 
     @property
@@ -91,6 +92,9 @@ class FakeSocketMode:
             server = self._server
 
             async def close() -> None:
+                for conn in self.connections:  # a frozen connection cannot finish a closing handshake
+                    if conn.ended_by == "freeze" and conn._ws is not None:
+                        conn._ws.transport.abort()
                 server.close()
                 await server.wait_closed()
 
@@ -203,6 +207,21 @@ class FakeSocketMode:
             conn._ws.transport.abort()
 
         self._run(abort())
+        return conn
+
+    def freeze(self) -> Connection:
+        """Make the newest open connection half-open, as a NAT or load balancer that silently forgets it
+        does: TCP stays up, but nothing more is read from it, so the client's pings go unanswered."""
+        conn = self._pick(None)
+
+        async def pause() -> None:
+            assert conn._ws is not None
+            self._closed(conn, "freeze")
+            if conn._ws.keepalive_task is not None:  # the server's own pings would stop, too
+                conn._ws.keepalive_task.cancel()
+            conn._ws.transport.pause_reading()
+
+        self._run(pause())
         return conn
 
     # --- the server -----------------------------------------------------------------------------------
