@@ -76,10 +76,17 @@ class SocketMode:
         self._supervisor.start()
 
     def connected(self) -> bool:
-        """Whether a connection is open right now and Slack has said hello on it (for a readiness check)."""
+        """Whether a connection is open right now and Slack has said hello on it: for a readiness check.
+
+        Cheap and thread-safe. False before connect(), after close(), and while no connection is open (a
+        drop is replaced within milliseconds, or after a pause while apps.connections.open fails); true
+        through a refresh (the old connection serves until the new one has had its hello). A connection
+        that went silent without closing counts as open until its ping goes unanswered (10 s by default)."""
         with self._lock:
-            link = self._current
-        return link is not None and link.hello.is_set() and link.ws.state is State.OPEN
+            links = [*self._links, self._current]
+        return not self._closing.is_set() and any(
+            link is not None and link.hello.is_set() and link.ws.state is State.OPEN for link in links
+        )
 
     def close(self) -> None:
         """Stop: take no new envelopes, acknowledge those in hand, then close every connection."""
