@@ -51,9 +51,11 @@ def serve_http(settings: Settings) -> None:
 
 def serve_socket_mode(settings: Settings) -> None:
     """Socket Mode until SIGTERM or SIGINT; then stop taking commands and finish the work in hand."""
-    from slack_bolt.adapter.socket_mode import SocketModeHandler
+    from slack_sdk.errors import SlackApiError
+    from websockets.exceptions import WebSocketException
 
     from bot.http_server import settle_heap
+    from bot.slack.socket_mode import SocketMode
     from bot.wiring import build
 
     assert settings.slack_app_token is not None
@@ -62,12 +64,24 @@ def serve_socket_mode(settings: Settings) -> None:
         signal.signal(signum, lambda *_: stop.set())
     bot = build(settings)
     settle_heap()
-    handler = SocketModeHandler(bot.app, app_token=settings.slack_app_token.get_secret_value())
-    handler.connect()  # type: ignore[no-untyped-call]
+    socket = SocketMode(bot.app, app_token=settings.slack_app_token.get_secret_value())
+    try:
+        socket.connect()
+    except (SlackApiError, OSError, WebSocketException) as err:
+        if isinstance(err, SlackApiError):  # invalid_auth, not_allowed_token_type...
+            log.error(
+                "Slack refused a Socket Mode connection: check SLACK_APP_TOKEN (xapp-, scope connections:write)",
+                extra={"error": err.response.get("error")},
+            )
+        else:
+            log.error("could not open a Socket Mode connection", extra={"error": f"{type(err).__name__}: {err}"})
+        socket.close()
+        bot.close(wait=True)
+        raise SystemExit(1) from None
     log.info("connected in Socket Mode")
     stop.wait()
     log.info("stopping: no new commands; finishing the work in hand")
-    handler.close()  # type: ignore[no-untyped-call]
+    socket.close()
     bot.close(wait=True)
     log.info("stopped")
 

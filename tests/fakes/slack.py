@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from tests.fakes.http import Answer, FakeHttpServer, Received
+from tests.fakes.socket_mode import FakeSocketMode
 
 BOT_TOKEN = "xoxb-test-token"
 DROP = Answer(0)  # scripted: close the connection without answering
@@ -27,6 +28,9 @@ class Fault:
     kind: str
     when: Callable[[dict[str, Any]], bool]
     hit: float | None = None  # when it struck
+
+
+APP_TOKEN = "xapp-1-A1-test-token"
 
 
 @dataclass
@@ -55,6 +59,8 @@ class FakeSlack(FakeHttpServer):
         # before the answer (past the client's timeout, the client cannot know the call happened).
         self.after: dict[str, deque[str | float]] = defaultdict(deque)
         self.faults: list[Fault] = []
+        self.socket_mode: FakeSocketMode | None = None  # set it to answer apps.connections.open
+        self.app_token = APP_TOKEN
         self._ts = itertools.count(1)
 
     # --- what tests read ------------------------------------------------------------------------------
@@ -128,6 +134,10 @@ class FakeSlack(FakeHttpServer):
         method = request.path.removeprefix("/api/")
         if self.delays.get(method):
             time.sleep(self.delays[method])
+        if method == "apps.connections.open":  # the one method called with the app-level token
+            with self.lock:
+                scripted = self.scripted[method].popleft() if self.scripted[method] else None
+            return scripted or Answer(200, self._apps_connections_open(request.headers.get("authorization")))
         if request.headers.get("authorization") != f"Bearer {self.bot_token}":
             return Answer(
                 200, {"ok": False, "error": "invalid_auth" if request.headers.get("authorization") else "not_authed"}
@@ -273,3 +283,12 @@ class FakeSlack(FakeHttpServer):
         if group not in self.usergroups:
             return {"ok": False, "error": "no_such_subteam"}
         return {"ok": True, "users": list(self.usergroups[group])}
+
+    def _apps_connections_open(self, authorization: str | None) -> dict[str, Any]:
+        if not authorization:
+            return {"ok": False, "error": "not_authed"}
+        if authorization != f"Bearer {self.app_token}":
+            return {"ok": False, "error": "invalid_auth"}
+        if self.socket_mode is None:
+            return {"ok": False, "error": "unknown_method"}
+        return {"ok": True, "url": self.socket_mode.issue_url()}
