@@ -130,7 +130,8 @@ class SocketMode:
             if not late:
                 self._current = link
                 self._wanted.clear()
-                if link.ended.is_set():  # it died before it became current: its reader could not ask
+                # It died, or Slack asked to move on, before it became current: its reader could not ask.
+                if link.ended.is_set() or link.moving.is_set():
                     self._wanted.set()
                 else:
                     self._links.add(link)
@@ -181,6 +182,7 @@ class SocketMode:
                     log.info("Socket Mode connection ready", extra={"connection": link.number, "slack_host": host})
                 elif kind == "disconnect":
                     log.info("Slack asks for a new Socket Mode connection", extra={"reason": message.get("reason")})
+                    link.moving.set()
                     self._want_new(link)
                 elif message.get("envelope_id") and not self._closing.is_set():
                     try:
@@ -238,6 +240,7 @@ class _Link:
         self.scope = scope  # leaving it closes the connection
         self.hello = threading.Event()
         self.ended = threading.Event()
+        self.moving = threading.Event()  # Slack sent `disconnect`: replace this connection
 
 
 def _json_object(raw: str | bytes) -> dict[str, Any]:
