@@ -41,6 +41,7 @@ class Bot:
     work: ThreadPoolExecutor
     acks_first: AcksFirst
     urgent: ThreadPoolExecutor
+    reboots: ThreadPoolExecutor
     store: StateStore
     follower: Follower
     outbox: Outbox
@@ -57,6 +58,7 @@ class Bot:
         self.listing.wait_idle(timeout=self.dbss_timeout + 1)  # cards waiting for it are handed on, not dropped
         self.acks_first.close()  # held jobs go to the pool, which finishes them before it stops
         self.urgent.shutdown(wait=wait)
+        self.reboots.shutdown(wait=wait)  # in-flight DBSS calls finish and are reported
         self.work.shutdown(wait=wait)
         self.deliverer.flush(timeout=5.0)
         self.deliverer.stop()
@@ -116,6 +118,9 @@ def build(
     acks_first = AcksFirst(work)
     # Work a person is waiting on, a few at a time: opening a modal (trigger_id lasts 3 s), a button click.
     urgent = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dbss-urgent")
+    # Confirmed reboots wait on DBSS (up to DBSS_TIMEOUT_SECONDS each): a pool of their own, so they never hold
+    # the threads that open modals and answer Cancel.
+    reboots = ThreadPoolExecutor(max_workers=8, thread_name_prefix="dbss-reboot")
     deps = Deps(
         service=service,
         acks_first=acks_first,
@@ -124,6 +129,7 @@ def build(
         listing=listing,
         outbox=outbox,
         client=client,
+        reboots=reboots,
     )
     app = build_app(client=client, signing_secret=secret, deps=deps)
     follower = Follower(
@@ -144,6 +150,7 @@ def build(
         work=work,
         acks_first=acks_first,
         urgent=urgent,
+        reboots=reboots,
         store=store,
         follower=follower,
         outbox=outbox,

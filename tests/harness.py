@@ -200,10 +200,15 @@ class Harness:
         )
 
     def drain(self) -> None:
-        """Wait until every job queued so far has finished, on the urgent pool (clicks, modals) and then on
-        the work pool: one barrier job per worker can only pass once all workers are free. The work pool's
-        barrier jobs go through the acks-first gate, behind any job it holds."""
-        for pool, submit in ((self.bot.urgent, self.bot.urgent.submit), (self.bot.work, self.bot.acks_first.submit)):
+        """Wait until every job queued so far has finished, on the urgent pool (clicks, modals), the reboots pool
+        (confirmed reboots' DBSS calls) and then on the work pool: one barrier job per worker can only pass once
+        all workers are free. The work pool's barrier jobs go through the acks-first gate, behind any job it
+        holds."""
+        for pool, submit in (
+            (self.bot.urgent, self.bot.urgent.submit),
+            (self.bot.reboots, self.bot.reboots.submit),
+            (self.bot.work, self.bot.acks_first.submit),
+        ):
             workers = pool._max_workers
             barrier = threading.Barrier(workers)
             passed = [threading.Event() for _ in range(workers)]

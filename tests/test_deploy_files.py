@@ -26,7 +26,13 @@ def test_manifest_is_a_valid_socket_mode_app_with_the_command() -> None:
     assert shortcuts["dbss_reboot_from_message"]["type"] == "message"
     assert shortcuts["dbss_reboot_global"]["type"] == "global"
     assert all(len(s["name"]) <= 24 and len(s["description"]) <= 150 for s in shortcuts.values())
-    assert set(manifest["oauth_config"]["scopes"]["bot"]) == {"commands", "chat:write", "usergroups:read"}
+    assert set(manifest["oauth_config"]["scopes"]["bot"]) == {
+        "commands",
+        "chat:write",
+        "usergroups:read",
+        "channels:history",
+        "groups:history",
+    }
     settings = manifest["settings"]
     assert settings["interactivity"]["is_enabled"] is True and "request_url" not in settings["interactivity"]
     assert settings["socket_mode_enabled"] is True and settings["token_rotation_enabled"] is False

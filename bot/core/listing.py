@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import Future
 from typing import Protocol
 
@@ -30,6 +31,7 @@ class SharedListing:
         self._lock = threading.Lock()
         self._in_flight: Future[list[Instance]] | None = None
         self._reader: threading.Thread | None = None
+        self._last: tuple[float, list[Instance]] | None = None  # the latest good answer, and when it came
         self.calls = 0
 
     def fetch(self) -> Future[list[Instance]]:
@@ -43,6 +45,14 @@ class SharedListing:
         self._reader = reader
         reader.start()
         return future
+
+    def recent(self, max_age: float, *, timeout: float) -> list[Instance]:
+        """A list no older than `max_age` seconds if there is one, else a fresh call, waited for at most
+        `timeout` seconds (type-ahead menus ask on every keystroke: they share one answer for a while)."""
+        last = self._last
+        if last is not None and time.monotonic() - last[0] <= max_age:
+            return last[1]
+        return self.fetch().result(timeout=timeout)
 
     def wait_idle(self, timeout: float) -> None:
         """At shutdown: let the call in flight answer, and its callbacks (cards waiting for it) run."""
@@ -74,4 +84,5 @@ class SharedListing:
         if error is not None:
             future.set_exception(error)
         else:
+            self._last = (time.monotonic(), result or [])
             future.set_result(result or [])

@@ -275,6 +275,13 @@ def offer_refusal(result: OfferResult, links: Links | None = None) -> str:
             raise ValueError("an Offer is not a refusal")
 
 
+def slack_busy(error: str) -> str:
+    return (
+        f":hourglass: Slack is rate-limiting this channel or is having trouble (`{escape(error)}`), so the "
+        "confirmation card was not posted. Nothing was done; try again in a minute."
+    )
+
+
 def cannot_post_here(error: str) -> str:
     return (
         f":electric_plug: I cannot post the confirmation card in this channel (`{escape(error)}`). "
@@ -472,37 +479,59 @@ def history_text(entries: list[AuditEntry], outcomes: dict[str, str], links: Lin
 THREAD_BLOCK_PREFIX = "dbss_reboot_picker:"
 
 
+NONE_VISIBLE = "No DBSS audit instances are visible with the bot's credentials."
+
+
+def _option(i: Instance) -> dict[str, Any]:
+    return {"text": _plain(f"{i.name or i.id} · {i.status}/{i.task}", 75), "value": i.id}
+
+
+def instance_select(instances: list[Instance], action_id: str) -> dict[str, Any]:
+    """A static select while the list fits Slack's 100 options; past that a type-ahead (external) select, whose
+    options the bot answers as the person types (`matching_options`)."""
+    placeholder = _plain("Choose an instance", 150)
+    if len(instances) > PICKER_LIMIT:
+        placeholder = _plain(f"Type a name or ID ({len(instances)} instances)", 150)
+        return {"type": "external_select", "action_id": action_id, "placeholder": placeholder, "min_query_length": 0}
+    return {
+        "type": "static_select",
+        "action_id": action_id,
+        "placeholder": placeholder,
+        "options": [_option(i) for i in instances],
+    }
+
+
+def matching_options(instances: list[Instance], query: str) -> list[dict[str, Any]]:
+    """Options for a type-ahead: exact name or ID first, then names or IDs starting with the query, then the
+    rest that contain it; at most Slack's 100."""
+    q = " ".join(query.split()).lower()
+
+    def rank(i: Instance) -> int | None:
+        keys = (i.name.lower(), i.id.lower())
+        if q in keys:
+            return 0
+        if any(k.startswith(q) for k in keys):
+            return 1
+        return 2 if any(q in k for k in keys) else None
+
+    ranked = sorted((r, i.name, i.id, i) for i in instances if (r := rank(i)) is not None)
+    return [_option(i) for *_, i in ranked[:PICKER_LIMIT]]
+
+
 def picker(instances: list[Instance], *, prompt: str | None = None, thread_ts: str | None = None) -> Blocks:
     """A select menu of instances; picking one leads to the same card as typing its ID (in `thread_ts`'s
     thread when given: the block ID carries it)."""
-    options = [
-        {
-            "text": _plain(f"{i.name or i.id} · {i.status}/{i.task}", 75),
-            "value": i.id,
-        }
-        for i in instances[:PICKER_LIMIT]
-    ]
-    more = (
-        f" Showing the first {PICKER_LIMIT} of {len(instances)}; type `/dbss-reboot &lt;instance_id&gt;` for others."
-        if len(instances) > PICKER_LIMIT
-        else ""
-    )
-    if not options:
-        return [_section("No DBSS audit instances are visible with the bot's credentials.")]
+    if not instances:
+        return [_section(NONE_VISIBLE)]
     question = prompt or "Which DBSS audit instance should be rebooted? You will see a confirmation card first."
+    if len(instances) > PICKER_LIMIT:
+        question += f" There are {len(instances)}: type part of a name or ID in the menu."
     return [
-        _section(question + more),
+        _section(question),
         {
             "type": "actions",
             "block_id": THREAD_BLOCK_PREFIX + thread_ts if thread_ts else "dbss_reboot_picker",
-            "elements": [
-                {
-                    "type": "static_select",
-                    "action_id": PICK_ACTION,
-                    "placeholder": _plain("Choose an instance", 150),
-                    "options": options,
-                }
-            ],
+            "elements": [instance_select(instances, PICK_ACTION)],
         },
     ]
 
@@ -535,24 +564,34 @@ def several_found(count: int) -> str:
     return f"That message names {count} DBSS instances. Which one should be rebooted? The card goes in its thread."
 
 
+def no_menu_dbss_down(found: list[str], unavailable: str) -> str:
+    """The message shortcut when DBSS cannot be read: no menu can be offered."""
+    if not found:
+        return f"{unavailable} I cannot offer a menu of instances; type `/dbss-reboot &lt;instance_id&gt;` instead."
+    ids = ", ".join(code(i) for i in found[:10])
+    return (
+        f"{unavailable} That message names {len(found)} DBSS instances ({ids}), but I cannot offer a menu "
+        "without the instance list. Type `/dbss-reboot &lt;instance_id&gt;` with the one to reboot."
+    )
+
+
 def none_found() -> str:
     return "I found no DBSS instance ID or known instance name in that message. Pick one; the card goes in its thread."
 
 
 def modal(instances: list[Instance] | None, *, error: str | None = None) -> dict[str, Any]:
     """The global shortcut's modal: instance, channel (checked against the channel allow-list on submit), reason."""
-    if instances is None:
-        body: Blocks = [_section(error or ":hourglass_flowing_sand: Reading the DBSS instances…")]
+    if instances is None or not instances:
+        text = error or (
+            NONE_VISIBLE if instances is not None else ":hourglass_flowing_sand: Reading the DBSS instances…"
+        )
         return {
             "type": "modal",
             "callback_id": MODAL_CALLBACK,
             "title": _plain("Reboot DBSS instance", 24),
-            "close": _plain("Cancel", 24),
-            "blocks": body,
+            "close": _plain("Close" if instances is not None or error else "Cancel", 24),
+            "blocks": [_section(text)],
         }
-    options = [
-        {"text": _plain(f"{i.name or i.id} · {i.status}/{i.task}", 75), "value": i.id} for i in instances[:PICKER_LIMIT]
-    ]
     return {
         "type": "modal",
         "callback_id": MODAL_CALLBACK,
@@ -564,12 +603,7 @@ def modal(instances: list[Instance] | None, *, error: str | None = None) -> dict
                 "type": "input",
                 "block_id": MODAL_INSTANCE,
                 "label": _plain("Instance", 2000),
-                "element": {
-                    "type": "static_select",
-                    "action_id": MODAL_INSTANCE,
-                    "options": options,
-                    "placeholder": _plain("Choose an instance", 150),
-                },
+                "element": instance_select(instances, MODAL_INSTANCE),
             },
             {
                 "type": "input",
@@ -579,6 +613,9 @@ def modal(instances: list[Instance] | None, *, error: str | None = None) -> dict
                     "type": "conversations_select",
                     "action_id": MODAL_CHANNEL,
                     "default_to_current_conversation": True,
+                    # The submission then carries a response_url for the chosen channel: answers after the modal
+                    # closes reach the person even where the bot is not a member.
+                    "response_url_enabled": True,
                     "filter": {"include": ["public", "private"], "exclude_bot_users": True},
                 },
             },

@@ -183,9 +183,21 @@ def test_healthz(harness: Harness) -> None:
 
 def test_slack_api_errors_other_than_membership_reach_the_person(harness: Harness) -> None:
     """An unexpected Slack error while posting the card is logged and the person hears something went wrong."""
-    harness.slack.fail_next("chat.postMessage", "internal_error", status=500)
+    harness.slack.fail_next("chat.postMessage", "invalid_blocks")
     harness.command(INSTANCE_ID)
     assert "Something went wrong" in harness.wait_for_hook()
+
+
+def test_slack_rate_limiting_the_card_is_said_in_plain_words(harness: Harness) -> None:
+    """Slack still answering 429 after the client's own retries: 'rate-limiting this channel, try again in a
+    minute', not an error of the bot's, and the refusal is on record."""
+    for _ in range(3):
+        harness.slack.fail_next("chat.postMessage", "ratelimited", status=429, headers={"Retry-After": "0"})
+    harness.command(INSTANCE_ID)
+    text = harness.wait_for_hook()
+    assert "rate-limiting this channel" in text and "try again in a minute" in text
+    assert "Something went wrong" not in text
+    assert [e.detail for e in harness.bot.store.audit() if e.event == "card_failed"] == ["ratelimited"]
 
 
 def test_list_is_read_with_the_project_and_token(harness: Harness) -> None:

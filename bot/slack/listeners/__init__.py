@@ -1,4 +1,5 @@
-"""The Slack listeners, one module per surface: commands, actions (buttons, menus), shortcuts, views (modals).
+"""The Slack listeners, one module per surface: commands, actions (buttons, menus), shortcuts, views (modals),
+options (type-ahead menus).
 
 Each acknowledges at once, decides in the domain and does slow work on the bot's own pools.
 """
@@ -10,7 +11,7 @@ from typing import Any
 
 from slack_bolt import App
 
-from bot.slack.listeners import actions, commands, shortcuts, views
+from bot.slack.listeners import actions, commands, options, shortcuts, views
 from bot.slack.listeners.common import Deps
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ def register(app: App, deps: Deps) -> None:
     actions.register(app, deps)
     shortcuts.register(app, deps)
     views.register(app, deps)
+    options.register(app, deps)
     app.error(_on_error)
 
 

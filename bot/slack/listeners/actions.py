@@ -28,7 +28,7 @@ from bot.core.reboots import (
     new_correlation_id,
 )
 from bot.slack import announce, messages
-from bot.slack.listeners.common import TS, Deps, privately, say_privately
+from bot.slack.listeners.common import TS, Deps, privately, run_reporting, say_privately
 
 
 def register(app: App, deps: Deps) -> None:
@@ -74,6 +74,13 @@ def pick(
 ) -> None:
     reply = parse(instance_id)  # the same checks as a typed ID: a forged value gets the same refusal
     if not isinstance(reply, RebootCommand):
+        deps.refused(
+            user=user,
+            channel=channel,
+            reason="picked value is not an instance ID",
+            text=instance_id,
+            correlation_id=correlation_id,
+        )
         say_privately(respond, ":no_entry: That is not a DBSS instance ID. Nothing was done.")
         return
     if respond.response_url:
@@ -163,7 +170,13 @@ def decide_and_act(deps: Deps, respond: Respond, click: Click) -> None:
     if isinstance(decision, Expired):
         answer(text=line)
     if isinstance(decision, Confirmed):
-        deps.service.execute(decision, thread_ts=click.thread_ts, announce=partial(announce.outcome, anchor, decision))
+        execute = partial(
+            deps.service.execute,
+            decision,
+            thread_ts=click.thread_ts,
+            announce=partial(announce.outcome, anchor, decision),
+        )
+        deps.run_reboot(partial(run_reporting, click.reference, privately(respond), execute))
 
 
 def _step(decision: Decision) -> str:

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 TS = re.compile(r"\d{1,12}\.\d{1,9}")
 # Errors of chat.postMessage that mean "the bot cannot post here" rather than "something broke".
 CANNOT_POST = frozenset({"not_in_channel", "channel_not_found", "is_archived", "restricted_action"})
+SLACK_BUSY = frozenset({"ratelimited", "rate_limited", "service_unavailable", "fatal_error", "internal_error"})
 
 
 def say_privately(respond: Respond, text: str = "", **kwargs: Any) -> bool:
@@ -92,6 +93,7 @@ class Deps:
     listing: SharedListing
     outbox: Outbox
     client: WebClient
+    reboots: Executor  # confirmed reboots' DBSS calls: never on `urgent`, whose threads must stay free
 
     @property
     def policy(self) -> AccessPolicy:
@@ -206,7 +208,7 @@ class Deps:
             )
         except SlackApiError as err:
             error = str(err.response.get("error", "unknown_error"))
-            if error not in CANNOT_POST:
+            if error not in CANNOT_POST and error not in SLACK_BUSY and err.response.status_code < 500:
                 raise
             self.service.store.record(
                 "card_failed",
@@ -217,9 +219,20 @@ class Deps:
                 outcome="not_posted",
                 detail=error,
             )
-            tell(messages.cannot_post_here(error))
+            tell(messages.cannot_post_here(error) if error in CANNOT_POST else messages.slack_busy(error))
             return
         self.service.card_posted(offer, thread_ts=str(posted["ts"]))
+
+    def refused(self, *, user: str, channel: str, reason: str, text: str, correlation_id: str) -> None:
+        """Record a refusal in the audit trail (every surface's refusals are on record)."""
+        self.service.refuse_request(user=user, channel=channel, reason=reason, text=text, correlation_id=correlation_id)
+
+    def run_reboot(self, job: Callable[[], object]) -> None:
+        """A confirmed reboot's DBSS call, on its own pool (inline once shutdown has begun)."""
+        try:
+            self.reboots.submit(job)
+        except RuntimeError:
+            job()
 
     def reply(self, key: str, *, respond: Respond, to: str, text: str) -> None:
         """A private answer to a click, through the outbox: delivered even if the response_url fails."""

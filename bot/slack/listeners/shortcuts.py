@@ -40,6 +40,15 @@ def on_message_shortcut(deps: Deps, ack: Ack, body: dict[str, Any], respond: Res
     refusal = deps.policy.refusal(user, channel)
     if refusal is not None:
         deps.in_background(correlation_id, tell, partial(tell, f":no_entry: {messages.escape(refusal)}"))
+        record = partial(
+            deps.refused,
+            user=user,
+            channel=channel,
+            reason=refusal,
+            text="message shortcut",
+            correlation_id=correlation_id,
+        )
+        deps.in_background(correlation_id, tell, record)
         return
     job = partial(
         look_in_alert,
@@ -81,8 +90,8 @@ def look_in_alert(
             known=instances,
         )
         return
-    if instances is None:
-        tell(dbss_unavailable(DbssError()) if not found else messages.several_found(len(found)))
+    if instances is None:  # no menu without the list: say so, and how to go on
+        tell(messages.no_menu_dbss_down(found, dbss_unavailable(DbssError())))
         return
     by_id = {i.id: i for i in instances}
     if found:
@@ -107,6 +116,8 @@ def on_global_shortcut(deps: Deps, ack: Ack, body: dict[str, Any]) -> None:
 def open_modal(deps: Deps, *, user: str, trigger: str, correlation_id: str) -> None:
     client = deps.client
     refusal = deps.policy.user_refusal(user)
+    if refusal is not None:
+        deps.refused(user=user, channel="", reason=refusal, text="global shortcut", correlation_id=correlation_id)
     try:
         if refusal is not None:
             client.views_open(
