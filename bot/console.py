@@ -18,11 +18,13 @@ from typing import Any, Literal, TextIO
 from bot.core.commands import (
     HistoryCommand,
     ListCommand,
+    RebootByName,
     RebootCommand,
     ShowHelp,
     ShowPicker,
     StatusCommand,
     Unparseable,
+    by_name,
     parse,
 )
 from bot.core.follow import Ending, Follower, Progress
@@ -171,6 +173,8 @@ class Console:
                 self.pick()
             case RebootCommand(instance_id=iid):
                 self.reboot(iid)
+            case RebootByName(name=name):
+                self.reboot_by_name(name)
             case StatusCommand() | ListCommand() | HistoryCommand():
                 self.read_only(parsed)
 
@@ -208,6 +212,21 @@ class Console:
         choice = self.ask("Which one? (number, or Enter for none) ")
         if choice.isdigit() and 1 <= int(choice) <= len(instances):
             self.reboot(instances[int(choice) - 1].id)
+
+    def reboot_by_name(self, name: str) -> None:
+        """As in Slack: one instance of that name is offered; several or none are said."""
+        try:
+            found = by_name(self._service.dbss.list_instances(), name)
+        except DbssError as err:
+            self.say(f":warning: DBSS could not be read ({messages.escape(type(err).__name__)}); use the ID.")
+            return
+        if len(found) == 1:
+            self.reboot(found[0].id)
+        elif found:
+            ids = ", ".join(messages.code(i.id) for i in found)
+            self.say(f"{messages.several_named(name, len(found))} Use one of the IDs: {ids}.")
+        else:
+            self.say(messages.no_such_name(name, self._service.project_id))
 
     def reboot(self, instance_id: str) -> None:
         service = self._service

@@ -70,7 +70,7 @@ def test_demo_cancel_reboots_nothing() -> None:
 
 def test_demo_refusals_and_errors() -> None:
     """A malformed ID, an instance that is not ACTIVE, and DBSS refusing a reboot, each explained."""
-    out = demo(f"not-an-id\n/dbss-reboot {STAGING}\n/dbss-reboot {LEGACY}\nreboot\nlist\nquit\n")
+    out = demo(f"not/an/id\n/dbss-reboot {STAGING}\n/dbss-reboot {LEGACY}\nreboot\nlist\nquit\n")
     assert "is not a DBSS instance ID" in out
     assert "is SHUTOFF with task NO_TASK" in out
     assert "DBSS refused the reboot" in out and "DBSS.10020132" in out and "HTTP 400" in out

@@ -1,6 +1,7 @@
 """What the person typed after /dbss-reboot, parsed into one request (or a reason it is not one).
 
-Subcommand words are short; instance IDs are 32 or more characters, so the two can never collide.
+Subcommand words come first; then an instance ID (32 to 64 letters, digits or '-'); any other single word made
+of the characters DBSS allows in names is an instance name, resolved against the instance list.
 """
 
 from __future__ import annotations
@@ -8,12 +9,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bot.dbss.models import is_instance_id
+from bot.dbss.models import Instance, is_instance_id
 
 USAGE = "/dbss-reboot <instance_id>"
 MAX_ECHO = 80
 MAX_REASON = 300
 REASON_RE = re.compile(r"\breason:", re.IGNORECASE)
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,14 @@ class ShowPicker:
 @dataclass(frozen=True, slots=True)
 class RebootCommand:
     instance_id: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RebootByName:
+    """A reboot asked for by the instance's name: it must name exactly one instance."""
+
+    name: str
     reason: str | None = None
 
 
@@ -54,7 +64,9 @@ class Unparseable:
     reason: str
 
 
-Command = ShowHelp | ShowPicker | RebootCommand | StatusCommand | ListCommand | HistoryCommand | Unparseable
+Command = (
+    ShowHelp | ShowPicker | RebootCommand | RebootByName | StatusCommand | ListCommand | HistoryCommand | Unparseable
+)
 
 
 def echo(text: str) -> str:
@@ -65,7 +77,7 @@ def echo(text: str) -> str:
 
 def _not_an_id(word: str) -> Unparseable:
     return Unparseable(
-        f"“{echo(word)}” is not a DBSS instance ID: an ID is 32 to 64 letters, digits or '-', "
+        f"“{echo(word)}” is not a DBSS instance ID or name: an ID is 32 to 64 letters, digits or '-', "
         f"as shown in the DBSS console or `/dbss-reboot list`. Usage: `{USAGE}`."
     )
 
@@ -77,7 +89,7 @@ def parse(text: str) -> Command:
         reason_text = text[marker.end() :]
         command = _parse_words(head_text)
         reason = " ".join(reason_text.split())
-        if not isinstance(command, RebootCommand):
+        if not isinstance(command, RebootCommand | RebootByName):
             return (
                 command
                 if isinstance(command, Unparseable)
@@ -87,8 +99,16 @@ def parse(text: str) -> Command:
             return Unparseable(f"Give the reason after `reason:`, e.g. `{USAGE} reason: audit agent stuck`.")
         if len(reason) > MAX_REASON:
             return Unparseable(f"The reason is {len(reason)} characters; keep it under {MAX_REASON}.")
+        if isinstance(command, RebootByName):
+            return RebootByName(command.name, reason)
         return RebootCommand(command.instance_id, reason)
     return _parse_words(text)
+
+
+def by_name(instances: list[Instance], name: str) -> list[Instance]:
+    """The instances with this name: exactly, or else ignoring case."""
+    exact = [i for i in instances if i.name == name]
+    return exact or [i for i in instances if i.name.lower() == name.lower()]
 
 
 def _parse_words(text: str) -> Command:
@@ -119,6 +139,8 @@ def _parse_words(text: str) -> Command:
             f"`/dbss-reboot` takes exactly one instance ID, but got {len(words)} words. Usage: `{USAGE}`, "
             "optionally followed by `reason: <why>`."
         )
-    if not is_instance_id(words[0]):
-        return _not_an_id(words[0])
-    return RebootCommand(words[0])
+    if is_instance_id(words[0]):
+        return RebootCommand(words[0])
+    if NAME_RE.fullmatch(words[0]):
+        return RebootByName(words[0])
+    return _not_an_id(words[0])

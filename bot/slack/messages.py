@@ -275,6 +275,22 @@ def offer_refusal(result: OfferResult, links: Links | None = None) -> str:
             raise ValueError("an Offer is not a refusal")
 
 
+def looking_up(what: str) -> str:
+    """The slash command's immediate, private answer while the instance list is read."""
+    return f":mag: Looking up {code(what)}…"
+
+
+def several_named(name: str, count: int) -> str:
+    return f"{count} DBSS instances are named {code(name)}. Which one should be rebooted? You will see a card first."
+
+
+def no_such_name(name: str, project_id: str) -> str:
+    return (
+        f":mag: No DBSS audit instance is named or has the ID {code(name)} in project {code(project_id)}. "
+        "`/dbss-reboot list` shows names and IDs."
+    )
+
+
 def slack_busy(error: str) -> str:
     return (
         f":hourglass: Slack is rate-limiting this channel or is having trouble (`{escape(error)}`), so the "

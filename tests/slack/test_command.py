@@ -10,12 +10,13 @@ from tests.harness import ALICE, INCIDENTS, MALLORY, RANDOM, Harness, eventually
 
 
 def test_valid_command_is_acked_at_once_even_when_dbss_is_slow(harness: Harness) -> None:
-    """The ack is an empty 200 well within 3 s although the instance lookup takes 2 s."""
+    """The ack, a private "Looking up <id>…", comes well within 3 s although the instance lookup takes 2 s."""
     harness.dbss.delays["list"] = 2.0
     started = time.monotonic()
     response = harness.command(INSTANCE_ID)
     elapsed = time.monotonic() - started
-    assert response.status_code == 200 and response.text == ""
+    assert response.status_code == 200
+    assert response.json() == {"response_type": "ephemeral", "text": f":mag: Looking up `{INSTANCE_ID}`…"}
     assert elapsed < 1.0
     card = harness.wait_for_card()
     assert card.channel == INCIDENTS
@@ -72,7 +73,7 @@ def test_channel_not_on_channel_allow_list_is_refused(tmp_path: object, fake_dbs
         assert refused["response_type"] == "ephemeral" and "not enabled in this channel" in refused["text"]
         h.drain()
         assert h.dbss.received == []
-        assert h.command(INSTANCE_ID, channel=INCIDENTS).text == ""
+        assert "Looking up" in h.command(INSTANCE_ID, channel=INCIDENTS).json()["text"]
         assert h.wait_for_card().channel == INCIDENTS
     finally:
         h.stop()
@@ -81,7 +82,7 @@ def test_channel_not_on_channel_allow_list_is_refused(tmp_path: object, fake_dbs
 def test_malformed_ids_and_extra_words_are_refused(harness: Harness) -> None:
     """IDs of the wrong length or alphabet, and extra words, are refused with usage; nothing reaches DBSS."""
     cases = {
-        "short-id": "not a DBSS instance ID",
+        "short/id": "not a DBSS instance ID",
         "a" * 65: "not a DBSS instance ID",
         "../../v1/other/audit/instance/reboot/xx": "not a DBSS instance ID",
         f"{INSTANCE_ID} now": "exactly one instance ID",

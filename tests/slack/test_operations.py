@@ -20,7 +20,7 @@ def test_user_group_members_may_reboot(tmp_path: Path, fake_dbss: FakeDbss, fake
     fake_slack.usergroups["SONCALL"] = [BOB]
     h = Harness(tmp_path, fake_dbss, fake_slack, bot_allowed_users="SONCALL")
     try:
-        assert h.command(INSTANCE_ID, user=BOB).text == ""
+        assert "Looking up" in h.command(INSTANCE_ID, user=BOB).json()["text"]
         card = h.wait_for_card()
         h.click("dbss_reboot_confirm", card=card, user=BOB)
         eventually(lambda: fake_dbss.reboots_done, what="the reboot")

@@ -205,7 +205,7 @@ def test_modal_refuses_channels_and_people_the_command_would(
 
 
 def test_slash_command_reason_goes_on_the_card_and_into_the_audit_trail(harness: Harness) -> None:
-    assert harness.command(f"{INSTANCE_ID} reason: audit agent stuck").text == ""
+    assert "Looking up" in harness.command(f"{INSTANCE_ID} reason: audit agent stuck").json()["text"]
     card = harness.wait_for_card()
     assert "*Reason:* audit agent stuck" in str(card.blocks)
     assert [e.detail for e in harness.bot.store.audit() if e.event == "requested"] == ["reason: audit agent stuck"]

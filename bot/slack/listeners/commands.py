@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future
 from functools import partial
 from typing import Any
 
@@ -11,15 +12,18 @@ from slack_bolt import Ack, App, Respond
 from bot.core.commands import (
     HistoryCommand,
     ListCommand,
+    RebootByName,
     RebootCommand,
     ShowHelp,
     ShowPicker,
     StatusCommand,
     Unparseable,
+    by_name,
     parse,
 )
 from bot.core.reboots import new_correlation_id
 from bot.dbss.errors import DbssError
+from bot.dbss.models import Instance
 from bot.slack import messages
 from bot.slack.listeners.common import Deps, dbss_unavailable, privately, say_privately
 
@@ -59,8 +63,24 @@ def on_command(deps: Deps, ack: Ack, command: dict[str, Any], respond: Respond) 
             correlation_id=correlation_id,
         )
     else:
-        ack()
         match parsed:
+            case RebootCommand(instance_id=what) | RebootByName(name=what):
+                ack(response_type="ephemeral", text=messages.looking_up(what))
+            case _:
+                ack()
+        match parsed:
+            case RebootByName(name=name, reason=why):
+                job = partial(
+                    card_by_name,
+                    deps,
+                    respond,
+                    user=user,
+                    channel=channel,
+                    name=name,
+                    reason=why,
+                    correlation_id=correlation_id,
+                    pending=deps.listing.fetch(),
+                )
             case RebootCommand(instance_id=iid, reason=why):
                 job = partial(
                     deps.post_card,
@@ -79,6 +99,68 @@ def on_command(deps: Deps, ack: Ack, command: dict[str, Any], respond: Respond) 
             case _:
                 return
     deps.in_background(correlation_id, tell, job)
+
+
+def card_by_name(
+    deps: Deps,
+    respond: Respond,
+    *,
+    user: str,
+    channel: str,
+    name: str,
+    reason: str | None,
+    correlation_id: str,
+    pending: Future[list[Instance]],
+) -> None:
+    """A reboot asked for by name: exactly one instance of that name gets the card (showing the ID it resolved
+    to); several get a menu of just those; none, or no list, is said plainly."""
+    resolve = partial(
+        _resolve_name,
+        deps,
+        respond,
+        user=user,
+        channel=channel,
+        name=name,
+        reason=reason,
+        correlation_id=correlation_id,
+    )
+    deps.with_listing(pending, correlation_id, privately(respond), resolve)
+
+
+def _resolve_name(
+    deps: Deps,
+    respond: Respond,
+    answer: list[Instance] | DbssError,
+    *,
+    user: str,
+    channel: str,
+    name: str,
+    reason: str | None,
+    correlation_id: str,
+) -> None:
+    tell = privately(respond)
+    if isinstance(answer, DbssError):
+        tell(dbss_unavailable(answer) + " A name needs the instance list: use the instance ID instead.")
+        return
+    found = by_name(answer, name)
+    if len(found) == 1:
+        deps.post_card(
+            user=user,
+            channel=channel,
+            instance_id=found[0].id,
+            correlation_id=correlation_id,
+            tell=tell,
+            reason=reason,
+            known=answer,
+        )
+    elif found:
+        prompt = messages.several_named(name, len(found))
+        say_privately(respond, prompt, blocks=messages.picker(found, prompt=prompt))
+    else:
+        deps.refused(
+            user=user, channel=channel, reason="no instance of that name", text=name, correlation_id=correlation_id
+        )
+        tell(messages.no_such_name(name, deps.service.project_id))
 
 
 def read_only(deps: Deps, command: StatusCommand | ListCommand | HistoryCommand, respond: Respond) -> None:
@@ -112,4 +194,5 @@ def show_picker(deps: Deps, respond: Respond) -> None:
     except DbssError as err:
         say_privately(respond, dbss_unavailable(err) + " Type `/dbss-reboot &lt;instance_id&gt;` instead.")
         return
-    say_privately(respond, "Choose a DBSS instance to reboot", blocks=messages.picker(instances))
+    text = "Choose a DBSS instance to reboot" if instances else messages.NONE_VISIBLE
+    say_privately(respond, text, blocks=messages.picker(instances))

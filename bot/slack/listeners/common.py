@@ -156,12 +156,22 @@ class Deps:
         if known is not None:
             post(known)
             return
-        future = pending or self.listing.fetch()
+        self.with_listing(pending or self.listing.fetch(), correlation_id, tell, post)
+
+    def with_listing(
+        self,
+        future: Future[list[Instance]],
+        correlation_id: str,
+        tell: Callable[[str], object],
+        job: Callable[[list[Instance] | DbssError], None],
+    ) -> None:
+        """Run `job` with the instance list (or the error reading it gave) once it is here.
+
+        No thread waits for DBSS: the answer comes back as a callback, and the job runs on the pool."""
         if future.done():
-            post(_answer(future))
+            job(_answer(future))
             return
-        # No thread waits for DBSS: the answer comes back as a callback, and the card is posted on the pool.
-        future.add_done_callback(partial(self._listing_arrived, correlation_id, tell, post))
+        future.add_done_callback(partial(self._listing_arrived, correlation_id, tell, job))
 
     def _listing_arrived(
         self,
