@@ -127,3 +127,40 @@ def test_two_processes_same_click_one_reboot_and_follow_up_survives(
     finally:
         a.terminate()
         b.terminate()
+
+
+def test_a_dead_replicas_pending_messages_are_delivered_by_another(
+    tmp_path: Path, fake_slack: FakeSlack, redis_url: str
+) -> None:
+    """Replica A wrote two messages of a thread and took their delivery lease, then died. B delivers both after
+    the lease lapses, in order, once each; while A's lease holds, B leaves the thread alone."""
+    from slack_sdk import WebClient
+
+    from bot.core.outbox import Outbox, OutboxMessage
+    from bot.slack.delivery import Deliverer
+    from tests.fakes.slack import BOT_TOKEN
+
+    a = RedisBackedStore.from_url(tmp_path / "a.sqlite3", redis_url, lease_seconds=0.5)
+    b = RedisBackedStore.from_url(tmp_path / "b.sqlite3", redis_url, lease_seconds=0.5)
+    said = [
+        OutboxMessage(key=f"ref1:{n}", kind="post", channel=INCIDENTS, thread_ts="1700000000.000900", text=text)
+        for n, text in enumerate(["first: DBSS accepted", "second: back to ACTIVE"])
+    ]
+    a.enqueue(said)
+    assert [m.key for m in a.outbox_due(time.time(), 10)] == ["ref1:0"]  # A holds the thread's lease, then dies
+    assert b.outbox_due(time.time(), 10) == []
+    client = WebClient(token=BOT_TOKEN, base_url=f"{fake_slack.url}/api/", timeout=2, retry_handlers=[])
+    deliverer = Deliverer(Outbox(b), client, poll_seconds=0.05)
+    deliverer.start()
+    try:
+        thread = eventually(
+            lambda: len(fake_slack.thread(INCIDENTS, "1700000000.000900")) == 2
+            and fake_slack.thread(INCIDENTS, "1700000000.000900"),
+            what="both messages from B",
+        )
+        assert [m.text for m in thread] == ["first: DBSS accepted", "second: back to ACTIVE"]
+        eventually(lambda: b.outbox_backlog(time.time())[0] == 0, what="both marked sent")
+    finally:
+        deliverer.stop()
+        a.close()
+        b.close()

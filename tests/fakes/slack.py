@@ -59,6 +59,7 @@ class FakeSlack(FakeHttpServer):
         # before the answer (past the client's timeout, the client cannot know the call happened).
         self.after: dict[str, deque[str | float]] = defaultdict(deque)
         self.faults: list[Fault] = []
+        self.expired_hooks: set[str] = set()  # response_url numbers that answer 404 expired_url
         self.socket_mode: FakeSocketMode | None = None  # set it to answer apps.connections.open
         self.app_token = APP_TOKEN
         self._ts = itertools.count(1)
@@ -128,6 +129,10 @@ class FakeSlack(FakeHttpServer):
         if request.path.startswith("/hooks/"):
             if request.method != "POST":
                 return Answer(405, raw=b"method_not_allowed")
+            with self.lock:
+                refused = self.expired_hooks and any(request.path.endswith(f"/{h}") for h in self.expired_hooks)
+            if refused:  # Slack's answer to a response_url past its 30 minutes or 5 uses
+                return Answer(404, raw=b"expired_url", headers={"Content-Type": "text/html"})
             return Answer(200, raw=b"ok", headers={"Content-Type": "text/html"})
         if not request.path.startswith("/api/"):
             return Answer(404, raw=b"not found")

@@ -372,3 +372,15 @@ def test_interrupted_reboots_all_told_despite_a_network_error(
             assert len(fake_slack.thread(INCIDENTS, ts)) == 1, "told once, not again at the next start"
     finally:
         h.stop()
+
+
+def test_answer_to_a_click_reaches_the_clicker_when_the_response_url_has_expired(fast: Harness) -> None:
+    """Bob clicks Alice's card through a response_url Slack no longer takes: the refusal comes as a direct
+    message, and the audit trail says so."""
+    fast.command(INSTANCE_ID)
+    card = fast.wait_for_card()
+    fast.slack.expired_hooks.add(str(fast._hook + 1))  # the click's response_url
+    fast.click("dbss_reboot_confirm", card=card, user="UBOB")
+    [dm] = eventually(lambda: fast.slack.posted("UBOB", "Only the person who asked"), what="the direct message")
+    assert "expired_url" in dm.text or "404" in dm.text
+    assert fast.dbss.reboot_requests() == []
