@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import getpass
 import logging
+import os
+import pwd
 import signal
 import sys
 import threading
@@ -14,6 +16,7 @@ from bot import logs
 from bot.config import ConfigError, Settings, load_settings, require_slack
 
 if TYPE_CHECKING:
+    from bot.core.confirmation import Confirmation, ConfirmationSigner
     from bot.wiring import Bot
 
 log = logging.getLogger("bot")
@@ -124,34 +127,76 @@ def run_demo(*, reboot_seconds: float, inp: TextIO = sys.stdin, out: TextIO = sy
         simulator.stop()
 
 
-def run_console(settings: Settings) -> int:
-    """Break-glass: the same conversation against the configured DBSS, recorded in the same audit trail."""
+def console_user() -> str:
+    """The console's user in the audit trail: the operating-system account, from the process's user ID (not from
+    $USER or $LOGNAME, which anyone can set: a second approver must be another account)."""
+    from bot.core.reboots import CONSOLE_CHANNEL
+
+    uid = os.geteuid()
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = f"uid{uid}"
+    return f"{CONSOLE_CHANNEL}:{name}"
+
+
+def run_console(
+    settings: Settings,
+    *,
+    approve: str | None = None,
+    user: str | None = None,
+    inp: TextIO = sys.stdin,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Break-glass: the same conversation against the configured DBSS, on the bot's own state store (so with
+    REDIS_URL, its shared locks, cooldowns and used confirmations), recorded in the same audit trail.
+
+    `approve`: the second operator's side of a break-glass approval (BOT_REQUIRE_SECOND_APPROVER)."""
     from bot.console import Console
     from bot.core.confirmation import ConfirmationSigner
     from bot.core.policy import AccessPolicy
-    from bot.core.reboots import RebootService
-    from bot.core.store import StateStore
+    from bot.core.reboots import CONSOLE_CHANNEL, RebootService
+    from bot.core.stores import open_store
     from bot.dbss import build_client
 
-    user = f"console:{getpass.getuser()}"
-    print(f"Break-glass console for project {settings.dbss_project_id} at {settings.dbss_base_url}, as {user}.")
-    store = StateStore(settings.bot_state_path)
+    user = user or console_user()
+    out.write(f"Break-glass console for project {settings.dbss_project_id} at {settings.dbss_base_url}, as {user}.\n")
+    store = open_store(settings)
     try:
+        signer = ConfirmationSigner(store.confirmation_key())
+        # Whoever holds the credentials is at the keyboard; when approving, so was the console user who asked.
+        users = {user}
+        if approve is not None:
+            asked = _verified(signer, approve)
+            if asked is not None and asked.requester.startswith(f"{CONSOLE_CHANNEL}:"):
+                users.add(asked.requester)
         with build_client(settings) as client:
             service = RebootService(
                 dbss=client,
                 project_id=settings.dbss_project_id,
                 store=store,
-                policy=AccessPolicy(frozenset({user}), frozenset()),  # whoever holds the credentials is at the keyboard
-                signer=ConfirmationSigner(store.confirmation_key()),
+                policy=AccessPolicy(frozenset(users), frozenset()),
+                signer=signer,
                 confirm_ttl_seconds=settings.bot_confirm_ttl_seconds,
                 followup_timeout_seconds=settings.bot_poll_timeout_seconds,
                 cooldown_seconds=settings.bot_cooldown_seconds,
                 require_second_approver=settings.bot_require_second_approver,
             )
-            return Console(service=service, user=user, poll_interval=settings.bot_poll_interval_seconds).run()
+            console = Console(
+                service=service, user=user, poll_interval=settings.bot_poll_interval_seconds, inp=inp, out=out
+            )
+            return console.approve(approve) if approve is not None else console.run()
     finally:
         store.close()
+
+
+def _verified(signer: ConfirmationSigner, token: str) -> Confirmation | None:
+    from bot.core.confirmation import InvalidToken
+
+    try:
+        return signer.verify(token)
+    except InvalidToken:
+        return None
 
 
 def run_simulator(*, host: str, port: int, reboot_seconds: float, ak: str | None, sk: str | None) -> int:
@@ -196,7 +241,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reboot-seconds", type=float, default=8.0, help="demo, simulator: how long a reboot takes")
     parser.add_argument("--ak", help="simulator: also accept requests signed with this access key...")
     parser.add_argument("--sk", help="simulator: ...and this secret key")
+    parser.add_argument(
+        "--approve",
+        metavar="CODE",
+        help="console: approve, as a second operator (another OS user), the reboot whose one-time code a console "
+        "printed when BOT_REQUIRE_SECOND_APPROVER is true",
+    )
     args = parser.parse_args(argv)
+    if args.approve is not None and args.mode != "console":
+        parser.error("--approve is an option of console")
     if args.mode == "demo":
         return run_demo(reboot_seconds=args.reboot_seconds)
     if args.mode == "simulator":
@@ -213,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return check.run(settings, sys.stdout)
         if args.mode == "console":
-            return run_console(settings)
+            return run_console(settings, approve=args.approve)
         http = args.mode == "http" or (args.mode is None and not settings.socket_mode)
         require_slack(settings, http=http)
     except ConfigError as err:

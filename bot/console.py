@@ -11,7 +11,8 @@ import html
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Literal, TextIO
 
@@ -30,8 +31,10 @@ from bot.core.commands import (
 from bot.core.follow import Ending, Follower, Progress
 from bot.core.outbox import OutboxMessage
 from bot.core.reboots import (
+    CONSOLE_CHANNEL,
     Accepted,
     Confirmed,
+    Interrupted,
     NeedsSecondApprover,
     NotRequester,
     Offer,
@@ -39,11 +42,15 @@ from bot.core.reboots import (
     Refused,
     new_correlation_id,
 )
-from bot.core.store import FollowUp
+from bot.core.store import FollowUp, StateStore
 from bot.dbss.errors import DbssError
 from bot.slack import messages
 
-CHANNEL = "console"
+CHANNEL = CONSOLE_CHANNEL
+# What a terminal would act on rather than print: C0 controls but newline and tab (ESC starts every ANSI sequence,
+# CR rewrites the line, BEL rings), DEL, C1 controls (0x9b is a one-byte CSI), and the bidirectional overrides that
+# make text read other than it is.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 EMOJI = {
     "warning": "⚠️",
     "white_check_mark": "✅",
@@ -64,14 +71,21 @@ EMOJI = {
 }
 
 
+def inert(text: str) -> str:
+    """Text made safe to print: every control character shown as its escape (ESC as \\x1b), so that an ANSI
+    sequence from an API is read by the operator instead of acted on by the terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
+
+
 def to_text(mrkdwn: str) -> str:
-    """Slack mrkdwn as terminal text: mentions, dates and links resolved, markup and entities removed."""
+    """Slack mrkdwn as terminal text: mentions, dates and links resolved, markup and entities removed, control
+    characters made inert (last, so that no entity can bring one back)."""
     text = re.sub(r"<!date\^(\d+)\^[^|>]*\|[^>]*>", lambda m: f"{datetime.fromtimestamp(int(m[1])):%H:%M:%S}", mrkdwn)
     text = re.sub(r"<@([A-Z0-9a-z:._-]+)>", r"@\1", text)
     text = re.sub(r"<(https?://[^|>]+)\|([^>]+)>", r"\2 (\1)", text)
     text = re.sub(r":([a-z_]+):", lambda m: EMOJI.get(m[1], ""), text)
     text = text.replace("*", "").replace("`", "")
-    return html.unescape(text).strip()
+    return inert(html.unescape(text).strip())
 
 
 def blocks_to_text(blocks: list[dict[str, Any]]) -> str:
@@ -104,7 +118,7 @@ class ConsoleNotifier:
         else:
             self._out.write(line + "\n")
         self._out.flush()
-        return "console"
+        return CHANNEL
 
     def finished(self, followup: FollowUp, ending: Ending) -> list[OutboxMessage]:
         if self._live:
@@ -114,8 +128,46 @@ class ConsoleNotifier:
         return []  # said on the terminal: nothing to deliver
 
 
+class ForegroundFollowUps:
+    """The console's own follow-ups, in memory: never in the shared store, where the bot's follower would take them
+    (and post to a channel that does not exist), and the console's follower never sees the bot's. The ending's audit
+    entry and the lock's release go to the shared store. A console stopped mid-follow leaves the lock to expire."""
+
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+        self._active: dict[str, FollowUp] = {}
+
+    def add(self, followup: FollowUp) -> None:
+        self._active[followup.correlation_id] = followup
+
+    def following(self, correlation_id: str) -> bool:
+        return correlation_id in self._active
+
+    def active_followups(self) -> list[FollowUp]:
+        return list(self._active.values())
+
+    def update_followups(self, updates: list[tuple[str, dict[str, Any]]]) -> None:
+        for correlation_id, fields in updates:
+            if correlation_id in self._active:
+                self._active[correlation_id] = replace(self._active[correlation_id], **fields)
+
+    def finish_followup(self, correlation_id: str, outcome: str) -> bool:
+        return self._active.pop(correlation_id, None) is not None
+
+    def record(self, event: str, *, announce: Sequence[OutboxMessage] = (), **fields: Any) -> None:
+        self._store.record(event, announce=announce, **fields)
+
+    def release_lock(self, instance_id: str, correlation_id: str) -> None:
+        self._store.release_lock(instance_id, correlation_id)
+
+
+def approve_command(token: str) -> str:
+    return f"python -m bot console --approve {token}"
+
+
 class Console:
-    """One person at a terminal. Every reboot still needs a typed confirmation."""
+    """One person at a terminal. Every reboot still needs a typed confirmation; with BOT_REQUIRE_SECOND_APPROVER,
+    a second operator's too (`approve`)."""
 
     def __init__(
         self,
@@ -134,9 +186,10 @@ class Console:
         self._interval = poll_interval
         self._sleep = sleep
         live = bool(getattr(out, "isatty", lambda: False)())
+        self._followups = ForegroundFollowUps(service.store)
         self._follower = Follower(
             dbss=service.dbss,
-            store=service.store,
+            store=self._followups,
             notifier=ConsoleNotifier(out, live=live),
             interval_seconds=poll_interval,
         )
@@ -146,7 +199,7 @@ class Console:
         self._out.flush()
 
     def ask(self, prompt: str) -> str:
-        self._out.write(prompt)
+        self._out.write(inert(prompt))
         self._out.flush()
         line = self._inp.readline()
         if not line:
@@ -154,12 +207,18 @@ class Console:
         return line.strip()
 
     def run(self) -> int:
+        self.recover()
         self.say("Type /dbss-reboot <instance_id>, list, status <id>, history, help, or quit.")
         while True:
             line = self.ask("> ")
             if line.lower() in ("", "quit", "exit"):
                 return 0
             self.handle(line.removeprefix("/dbss-reboot").strip())
+
+    def recover(self) -> None:
+        """Tell this user about their console reboots whose outcome a stopped console never showed (once)."""
+        for found in self._service.recover(console_user=self._user):
+            self.say(interrupted_text(found))
 
     def handle(self, text: str) -> None:
         parsed = parse(text)
@@ -207,7 +266,7 @@ class Console:
             return
         for n, instance in enumerate(instances, 1):
             self._out.write(
-                f"  {n}. {instance.name or instance.id} ({instance.id}) {instance.status}/{instance.task}\n"
+                inert(f"  {n}. {instance.name or instance.id} ({instance.id}) {instance.status}/{instance.task}") + "\n"
             )
         choice = self.ask("Which one? (number, or Enter for none) ")
         if choice.isdigit() and 1 <= int(choice) <= len(instances):
@@ -237,34 +296,88 @@ class Console:
             return
         card = messages.card(result, second_approver=service.require_second_approver)
         self._out.write("\n" + blocks_to_text([b for b in card if b.get("type") != "actions"]) + "\n")
+        if service.require_second_approver:
+            self.say(
+                ":no_entry: Not rebooted yet: a second approver is required (BOT_REQUIRE_SECOND_APPROVER). Another "
+                "operator, logged in as a different user where this state is shared (the same BOT_STATE_PATH, or the "
+                f"same REDIS_URL), approves and reboots with this one-time code before it expires:\n  "
+                f"{approve_command(result.token)}"
+            )
+            return
         answer = self.ask(f"Type 'reboot' to reboot {instance_id} now, anything else cancels: ")
+        self.decide_and_reboot(result.token, correlation_id, answer)
+
+    def approve(self, token: str) -> int:
+        """The second operator's side: show what was asked, then a typed confirmation of their own. 0: rebooted."""
+        self.recover()
+        asked = self._service.confirmation(token)
+        if asked is None or (asked.requester == self._user and self._service.require_second_approver):
+            answer = "reboot"  # decide() refuses an invalid code, or the requester's own, and records why
+        else:
+            self.say(
+                f":warning: {messages.escape(asked.requester)} asks to reboot DBSS instance "
+                f"{messages.code(asked.instance_id)}; you are the second approver, as {messages.escape(self._user)}. "
+                f"Ref {asked.nonce}"
+            )
+            self.read_only(StatusCommand(asked.instance_id))
+            answer = self.ask(f"Type 'reboot' to approve and reboot {asked.instance_id} now, anything else cancels: ")
+        correlation_id = asked.nonce if asked is not None else new_correlation_id()
+        return 0 if self.decide_and_reboot(token, correlation_id, answer) else 1
+
+    def decide_and_reboot(self, token: str, correlation_id: str, answer: str) -> bool:
+        """Use the confirmation up (or cancel it), reboot once, follow to the end. True when DBSS accepted."""
+        service = self._service
         action: Literal["confirm", "cancel"] = "confirm" if answer.lower() in ("reboot", "confirm", "yes") else "cancel"
         decision = service.decide(
-            token=result.token, clicker=self._user, channel=CHANNEL, thread_ts=correlation_id, action=action
+            token=token, clicker=self._user, channel=CHANNEL, thread_ts=correlation_id, action=action
         )
         match decision:
             case Refused(reason=reason):
                 self.say(f":no_entry: {messages.escape(reason)}")
-                return
+                return False
             case NotRequester():
                 self.say(messages.not_requester(decision))
-                return
+                return False
             case NeedsSecondApprover():
-                self.say(messages.needs_second_approver(decision))
-                return
+                self.say(
+                    ":no_entry: You asked for this reboot yourself: a second operator, logged in as another user, "
+                    "must approve it. Nothing was done."
+                )
+                return False
             case Confirmed():
                 self.say(messages.decision_line(decision))
             case _:
                 self.say(messages.decision_line(decision))
-                return
-        outcome = service.execute(decision, thread_ts=correlation_id)
+                return False
+        outcome = service.execute(decision, thread_ts=correlation_id, store_followup=False)
         self.say(f"{messages.outcome_text(outcome)} (ref {correlation_id})")
-        if isinstance(outcome, Accepted):
-            self.follow(correlation_id)
+        service.reported(correlation_id, how="on the console")
+        if isinstance(outcome, Accepted) and outcome.followup is not None:
+            self.follow(outcome.followup)
+        return isinstance(outcome, Accepted)
 
-    def follow(self, correlation_id: str) -> None:
-        """Poll in the foreground until the follow-up ends (the same Follower as the bot's)."""
-        store = self._service.store
-        while any(f.correlation_id == correlation_id for f in store.active_followups()):
+    def follow(self, followup: FollowUp) -> None:
+        """Poll in the foreground until this reboot's follow-up ends (the same Follower as the bot's, on the
+        console's own follow-ups only)."""
+        self._followups.add(followup)
+        while self._followups.following(followup.correlation_id):
             self._sleep(self._interval)
             self._follower.tick()
+
+
+def interrupted_text(found: Interrupted) -> str:
+    """What a console tells at start-up about its own reboot whose outcome a stopped console never showed."""
+    e = found.entry
+    iid = messages.code(e.instance_id or "?")
+    if found.unknown:
+        return (
+            f":warning: *Outcome unknown* for {iid}: the console stopped while waiting for DBSS's answer to this "
+            f"reboot (ref {messages.escape(e.correlation_id or '?')}, at {messages.when(e.at)}). It was not retried. "
+            f"Check the instance (status {messages.escape(e.instance_id or '')}): task rebooting means it started; "
+            "reboot again only once it shows ACTIVE with task NO_TASK and you are sure it is needed."
+        )
+    rid = f", DBSS request ID {messages.code(e.dbss_request_id)}" if e.dbss_request_id else ""
+    return (
+        f":information_source: The console stopped before it could show this: the reboot of {iid} was "
+        f"*{messages.escape(e.outcome or '?')}*{rid} (ref {messages.escape(e.correlation_id or '?')})."
+    )

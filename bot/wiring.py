@@ -19,6 +19,7 @@ from bot.core.outbox import Outbox, OutboxMessage
 from bot.core.policy import AccessPolicy
 from bot.core.reboots import Dbss, Interrupted, RebootService
 from bot.core.store import StateStore
+from bot.core.stores import open_store
 from bot.dbss import build_client
 from bot.slack import announce
 from bot.slack.app import build_app
@@ -72,16 +73,7 @@ def build(
     settings: Settings, *, dbss: Dbss | None = None, slack_client: WebClient | None = None, follow: bool = True
 ) -> Bot:
     """The whole bot. Tests pass fakes through the same door (`dbss`, `slack_client`)."""
-    if settings.redis_url is not None:  # replicas share confirmations, locks, cooldowns and follow-ups
-        from bot.core.redis_state import RedisBackedStore
-
-        store: StateStore = RedisBackedStore.from_url(
-            settings.bot_state_path,
-            settings.redis_url.get_secret_value(),
-            lease_seconds=max(3 * settings.bot_poll_interval_seconds, 1.0),
-        )
-    else:
-        store = StateStore(settings.bot_state_path)
+    store = open_store(settings)  # the console opens the same one (with REDIS_URL: the shared locks, cooldowns)
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     client = slack_client or WebClient(
         token=token, base_url=settings.slack_api_url, timeout=settings.slack_timeout_seconds

@@ -8,11 +8,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from bot.core.listing import Lister
 from bot.core.outbox import Outbox, OutboxMessage
-from bot.core.store import FollowUp, StateStore
+from bot.core.store import FollowUp
 from bot.dbss.errors import DbssApiError, DbssError
 from bot.dbss.models import HEALTHY_STATUS, IDLE_TASK, Instance
 
@@ -50,6 +50,20 @@ class FollowUpNotifier(Protocol):
         """Report the end; returns messages to write together with the audit entry (or nothing)."""
 
 
+class FollowUpStore(Protocol):
+    """What the follower needs from the state store (the console gives it a store of its own reboots only)."""
+
+    def active_followups(self) -> list[FollowUp]: ...
+
+    def update_followups(self, updates: list[tuple[str, dict[str, Any]]]) -> None: ...
+
+    def finish_followup(self, correlation_id: str, outcome: str) -> bool: ...
+
+    def record(self, event: str, *, announce: Sequence[OutboxMessage] = (), **fields: Any) -> None: ...
+
+    def release_lock(self, instance_id: str, correlation_id: str) -> None: ...
+
+
 class Follower:
     """One thread that polls the instance list once per interval and moves every follow-up along."""
 
@@ -57,7 +71,7 @@ class Follower:
         self,
         *,
         dbss: Lister,
-        store: StateStore,
+        store: FollowUpStore,
         notifier: FollowUpNotifier,
         interval_seconds: float,
         progress_every_seconds: float = 60.0,

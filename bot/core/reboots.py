@@ -29,6 +29,11 @@ class Dbss(Protocol):
     def reboot(self, instance_id: str) -> RebootAccepted: ...
 
 
+# The channel of the break-glass console's reboots (`python -m bot console`): no Slack channel ID looks like it.
+# The bot neither follows nor recovers them (there is no thread to tell); the console does, on its terminal.
+CONSOLE_CHANNEL = "console"
+
+
 def new_correlation_id() -> str:
     """A short ID that ties together the log lines, the audit entries and the thread of one request.
 
@@ -470,12 +475,25 @@ class RebootService:
         }
         return entries, outcomes
 
-    def recover(self, announce: Callable[[Interrupted], Sequence[OutboxMessage]] | None = None) -> list[Interrupted]:
+    def recover(
+        self,
+        announce: Callable[[Interrupted], Sequence[OutboxMessage]] | None = None,
+        *,
+        console_user: str | None = None,
+    ) -> list[Interrupted]:
         """At start-up: reboots interrupted by a crash. A DBSS call with no recorded result gets the result
         'unknown' (never retried); each thread is told through the outbox, once, whichever replica gets here first
-        (the message's key is the outcome's own)."""
+        (the message's key is the outcome's own).
+
+        The break-glass console's reboots (channel CONSOLE_CHANNEL) are not the bot's: a console may be waiting for
+        DBSS right now, and there is no thread to tell. The console recovers them itself (`console_user`: only that
+        user's, told on the terminal, which the audit trail records as the outcome reported)."""
         found = []
         for entry in self.store.interrupted():
+            if (entry.channel == CONSOLE_CHANNEL) != (console_user is not None):
+                continue
+            if console_user is not None and entry.user_id != console_user:
+                continue
             unknown = entry.event == "reboot_intent"
             interrupted = Interrupted(entry, unknown)
             messages = list(announce(interrupted)) if announce is not None else []
@@ -489,17 +507,35 @@ class RebootService:
                     channel=entry.channel,
                     thread_ts=entry.thread_ts,
                     outcome="unknown",
-                    detail="the bot stopped while waiting for DBSS's answer",
+                    detail=f"the {'console' if console_user else 'bot'} stopped while waiting for DBSS's answer",
                 )
             else:
                 self.store.enqueue(messages)
+            if console_user is not None:
+                self.reported(entry.correlation_id or "", how="on the console, at its next start")
             found.append(interrupted)
         return found
 
-    def execute(self, confirmed: Confirmed, *, thread_ts: str, announce: Announce | None = None) -> Outcome:
+    def reported(self, correlation_id: str, *, how: str) -> None:
+        """Record that a reboot's outcome reached a person outside Slack (the console's terminal)."""
+        self._record("outcome_reported", correlation_id=correlation_id, outcome=f"{correlation_id}:outcome", detail=how)
+
+    def confirmation(self, token: str) -> Confirmation | None:
+        """What a token asks for, if this bot's key signed it (nothing is checked or used up: see decide)."""
+        try:
+            return self._signer.verify(token)
+        except InvalidToken:
+            return None
+
+    def execute(
+        self, confirmed: Confirmed, *, thread_ts: str, announce: Announce | None = None, store_followup: bool = True
+    ) -> Outcome:
         """Call DBSS once. The intent is recorded before the call; the outcome after it, together with the
         messages that announce it (`announce`). Once DBSS has answered, a failing store delays the records but
-        never the messages: they wait in the outbox's memory and the writes are retried."""
+        never the messages: they wait in the outbox's memory and the writes are retried.
+
+        `store_followup=False`: the caller follows the reboot itself (the console, in the foreground), so the
+        follow-up is not stored where the bot's follower would take it; the lock still lasts until its deadline."""
         c = confirmed.confirmation
         audit = {
             "correlation_id": c.nonce,
@@ -552,7 +588,8 @@ class RebootService:
         outcome = Accepted(c.instance_id, accepted.request_id, followup)
         # The announcement is written before the follow-up, so its first progress message comes after it.
         self._settle(outcome, announce, outcome="accepted", dbss_request_id=accepted.request_id, **audit)
-        self._must(f"follow {c.nonce}", partial(self.store.add_followup, followup))
+        if store_followup:
+            self._must(f"follow {c.nonce}", partial(self.store.add_followup, followup))
         self._must(
             f"extend the lock of {c.nonce}",
             partial(self.store.extend_lock, c.instance_id, c.nonce, until=followup.deadline + 300.0),
