@@ -154,8 +154,10 @@ def test_a_dead_replicas_pending_messages_are_delivered_by_another(
     deliverer.start()
     try:
         thread = eventually(
-            lambda: len(fake_slack.thread(INCIDENTS, "1700000000.000900")) == 2
-            and fake_slack.thread(INCIDENTS, "1700000000.000900"),
+            lambda: (
+                len(fake_slack.thread(INCIDENTS, "1700000000.000900")) == 2
+                and fake_slack.thread(INCIDENTS, "1700000000.000900")
+            ),
             what="both messages from B",
         )
         assert [m.text for m in thread] == ["first: DBSS accepted", "second: back to ACTIVE"]
