@@ -150,7 +150,8 @@ def test_command_card_confirm_and_outcome_over_the_socket(
     sent = socket_mode.send_command(command(fake_slack))
     assert acked(socket_mode, sent) < 3
     ack = socket_mode.ack(sent)
-    assert ack is not None and ack.payload is None and ack.connection == 1  # a bare ack: the card follows
+    assert ack is not None and ack.connection == 1  # the ack says what is happening; the card follows
+    assert ack.payload == {"response_type": "ephemeral", "text": f":mag: Looking up `{INSTANCE_ID}`…"}
     [card] = eventually(lambda: cards(fake_slack), timeout=10, what="the card")
     assert card.channel == INCIDENTS and INSTANCE_ID in str(card.blocks)
     assert fake_dbss.reboot_requests() == []
