@@ -75,9 +75,9 @@ def fast(tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack) -> Iterator
 def test_http_mode_serves_liveness_and_readiness_on_port_and_names_a_read_only_state_store(
     tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack
 ) -> None:
-    """`python -m bot http`: /healthz and /readyz say "ok" (HEAD too, without a body); with the state file refusing
-    writes, /readyz answers 503 with one line naming the state store and SQLite's words, /healthz stays 200; once
-    the file takes writes again, ready again. No secret in any answer."""
+    """`python -m bot http`: /healthz and /readyz say "ok" (HEAD too, without a body), /metrics answers on PORT too;
+    with the state file refusing writes, /readyz answers 503 with one line naming the state store and SQLite's
+    words, /healthz stays 200; once the file takes writes again, ready again. No secret in any answer."""
     state = tmp_path / "state.sqlite3"
     bot = BotProcess(bot_env(fake_dbss, fake_slack, state), tmp_path)
     try:
@@ -85,6 +85,9 @@ def test_http_mode_serves_liveness_and_readiness_on_port_and_names_a_read_only_s
         eventually(lambda: readiness(bot.http) == READY, what="ready")
         head = bot.http.head("/readyz")
         assert (head.status_code, head.content, head.headers["content-type"]) == (200, b"", "text/plain; charset=utf-8")
+        metrics = bot.http.get("/metrics")
+        assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
+        assert "dbss_bot_commands_total" in metrics.text and "process_resident_memory_bytes" in metrics.text
         read_only(state, on=True)
         text = eventually(lambda: failing(bot.http, "state store"), what="the state store check to fail")
         assert text.splitlines() == [
