@@ -37,7 +37,7 @@ def serve_http(settings: Settings) -> None:
 
         bot = build(settings)
         running.append(bot)
-        return wsgi_app(bot.app)
+        return wsgi_app(bot.app, ops=bot.ops())
 
     def close() -> None:
         for bot in running:
@@ -53,10 +53,14 @@ def serve_http(settings: Settings) -> None:
 
 
 def serve_socket_mode(settings: Settings) -> None:
-    """Socket Mode until SIGTERM or SIGINT; then stop taking commands and finish the work in hand."""
+    """Socket Mode until SIGTERM or SIGINT; then stop taking commands and finish the work in hand.
+
+    /healthz, /readyz and /metrics are served on BOT_HEALTH_PORT from before the first connection (readiness
+    fails until it is made) until the work in hand is done."""
     from slack_sdk.errors import SlackApiError
     from websockets.exceptions import WebSocketException
 
+    from bot.health import OpsServer
     from bot.http_server import settle_heap
     from bot.slack.socket_mode import SocketMode
     from bot.wiring import build
@@ -68,6 +72,17 @@ def serve_socket_mode(settings: Settings) -> None:
     bot = build(settings)
     settle_heap()
     socket = SocketMode(bot.app, app_token=settings.slack_app_token.get_secret_value())
+    bot.readiness.socket_connected = socket.connected
+    try:
+        ops = OpsServer(bot.ops(), port=settings.bot_health_port)
+    except OSError as err:
+        log.error(
+            "cannot serve /healthz, /readyz and /metrics: check BOT_HEALTH_PORT",
+            extra={"port": settings.bot_health_port, "error": f"{type(err).__name__}: {err}"},
+        )
+        bot.close(wait=True)
+        raise SystemExit(1) from None
+    ops.start()
     try:
         socket.connect()
     except (SlackApiError, OSError, WebSocketException) as err:
@@ -79,13 +94,15 @@ def serve_socket_mode(settings: Settings) -> None:
         else:
             log.error("could not open a Socket Mode connection", extra={"error": f"{type(err).__name__}: {err}"})
         socket.close()
+        ops.stop()
         bot.close(wait=True)
         raise SystemExit(1) from None
-    log.info("connected in Socket Mode")
+    log.info("connected in Socket Mode", extra={"health_port": ops.port})
     stop.wait()
     log.info("stopping: no new commands; finishing the work in hand")
     socket.close()
     bot.close(wait=True)
+    ops.stop()
     log.info("stopped")
 
 

@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     # posted again, so a short timeout never doubles a message.
     slack_timeout_seconds: int = Field(default=10, ge=1, le=60)
     port: int = Field(default=3000, ge=1, le=65535)
+    # Socket Mode has no HTTP server for Slack: /healthz, /readyz and /metrics get a port of their own.
+    bot_health_port: int = Field(default=8080, ge=1, le=65535)
 
     # Policy and state
     bot_allowed_users: CommaList = ()
@@ -214,6 +216,7 @@ _EXPECTED = {
     "dbss_reboot_path": "'current' or 'deprecated'",
     "dbss_timeout_seconds": "seconds, a number above 0 and at most 120",
     "port": "a TCP port, 1 to 65535",
+    "bot_health_port": "a TCP port, 1 to 65535",
     "bot_confirm_ttl_seconds": "seconds, 10 to 3600",
     "bot_poll_interval_seconds": "seconds, above 0 and at most 300",
     "bot_poll_timeout_seconds": "seconds, above 0 and at most 7200",

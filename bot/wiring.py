@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from slack_bolt import App
 from slack_sdk import WebClient
@@ -21,6 +23,8 @@ from bot.core.reboots import Dbss, Interrupted, RebootService
 from bot.core.store import StateStore
 from bot.core.stores import open_store
 from bot.dbss import build_client
+from bot.health import Readiness, ops_app
+from bot.metrics import Metrics
 from bot.slack import announce
 from bot.slack.app import build_app
 from bot.slack.delivery import Deliverer
@@ -28,7 +32,11 @@ from bot.slack.followups import SlackFollowUpNotifier
 from bot.slack.groups import GroupDirectory
 from bot.slack.listeners import Deps
 from bot.slack.messages import Links
+from bot.slack.metering import MeteredWebClient
 from bot.slack.priority import AcksFirst
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +57,12 @@ class Bot:
     deliverer: Deliverer
     listing: SharedListing
     dbss_timeout: float
+    metrics: Metrics
+    readiness: Readiness
+
+    def ops(self) -> WSGIApplication:
+        """/healthz, /readyz and /metrics, as a WSGI application."""
+        return ops_app(self.readiness, self.metrics)
 
     def close(self, *, wait: bool = True) -> None:
         """Stop: finish the work in hand (in-flight DBSS calls), leave follow-ups in the store for next time.
@@ -73,16 +87,23 @@ def build(
     settings: Settings, *, dbss: Dbss | None = None, slack_client: WebClient | None = None, follow: bool = True
 ) -> Bot:
     """The whole bot. Tests pass fakes through the same door (`dbss`, `slack_client`)."""
+    metrics = Metrics()
     store = open_store(settings)  # the console opens the same one (with REDIS_URL: the shared locks, cooldowns)
+    # The readiness check's test write to Redis, with REDIS_URL.
+    redis_write: Callable[[], object] | None = getattr(store, "shared_heartbeat", None)
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
-    client = slack_client or WebClient(
-        token=token, base_url=settings.slack_api_url, timeout=settings.slack_timeout_seconds
+    client = slack_client or MeteredWebClient(
+        token=token, base_url=settings.slack_api_url, timeout=settings.slack_timeout_seconds, metrics=metrics
     )
     # Slack's 429 means the call was not processed: waiting Retry-After and sending again is safe.
     client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
     # The deliverer retries on its own terms (Retry-After, backoff, looking before posting again): no handlers.
-    delivery_client = slack_client or WebClient(
-        token=token, base_url=settings.slack_api_url, timeout=settings.slack_timeout_seconds, retry_handlers=[]
+    delivery_client = slack_client or MeteredWebClient(
+        token=token,
+        base_url=settings.slack_api_url,
+        timeout=settings.slack_timeout_seconds,
+        retry_handlers=[],
+        metrics=metrics,
     )
     outbox = Outbox(store)
     groups = GroupDirectory(client, (u for u in settings.bot_allowed_users if u.startswith("S")))
@@ -91,7 +112,7 @@ def build(
     )
     if policy.groups:
         groups.refresh()  # once at start-up, so the first command already knows the groups
-    dbss_client = dbss or build_client(settings)
+    dbss_client = dbss or build_client(settings, observe=metrics.dbss_call)
     service = RebootService(
         dbss=dbss_client,
         project_id=settings.dbss_project_id,
@@ -103,6 +124,7 @@ def build(
         cooldown_seconds=settings.bot_cooldown_seconds,
         require_second_approver=settings.bot_require_second_approver,
         outbox=outbox,
+        metrics=metrics,
     )
     work = ThreadPoolExecutor(max_workers=WORK_THREADS, thread_name_prefix="dbss-work")
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
@@ -123,15 +145,27 @@ def build(
         client=client,
         reboots=reboots,
     )
-    app = build_app(client=client, signing_secret=secret, deps=deps)
+    app = build_app(client=client, signing_secret=secret, deps=deps, metrics=metrics)
     follower = Follower(
         dbss=listing,
         store=store,
         notifier=SlackFollowUpNotifier(outbox),
         interval_seconds=settings.bot_poll_interval_seconds,
         outbox=outbox,
+        metrics=metrics,
     )
     deliverer = Deliverer(outbox, delivery_client)
+    metrics.watch(backlog=outbox.backlog, followups=lambda: follower.active)
+    readiness = Readiness(
+        store_write=store.heartbeat,
+        redis_write=redis_write,
+        follower=follower if follow else None,
+        # A round may take a list call (up to DBSS_TIMEOUT_SECONDS a page) and a few store writes: only a loop
+        # that misses several rounds, and at least half a minute, is stuck.
+        follower_stalled_after=max(3 * settings.bot_poll_interval_seconds, 30.0, 2 * settings.dbss_timeout_seconds),
+        backlog=outbox.backlog,
+        deliverer=deliverer,
+    )
     work.submit(report_interrupted, service, outbox)
     deliverer.start()
     if follow:
@@ -149,6 +183,8 @@ def build(
         deliverer=deliverer,
         listing=listing,
         dbss_timeout=settings.dbss_timeout_seconds,
+        metrics=metrics,
+        readiness=readiness,
     )
 
 

@@ -50,39 +50,64 @@ def harness(tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack) -> Itera
     h.stop()
 
 
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    """A real redis-server on loopback for this test (.ci/run installs Debian's package)."""
-    from tests.harness import eventually
-    from tests.processes import free_port
+class RedisServer:
+    """A real redis-server on loopback (.ci/run installs Debian's package), which a test may stop and start again
+    on the same port."""
 
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is not installed: .ci/run installs it (apt-get install redis-server)"
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    eventually(lambda: _pings(client), timeout=10, what="redis-server")
-    client.close()
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    def __init__(self, directory: Path) -> None:
+        from tests.processes import free_port
+
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is not installed: .ci/run installs it (apt-get install redis-server)"
+        self._binary = binary
+        self._directory = directory
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        from tests.harness import eventually
+
+        self._proc = subprocess.Popen(
+            [
+                self._binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self._directory),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url)
+        eventually(lambda: _pings(client), timeout=10, what="redis-server")
+        client.close()
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(timeout=10)
+            self._proc = None
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """A real redis-server on loopback for this test."""
+    return redis_server.url
 
 
 def _pings(client: redis.Redis) -> bool:

@@ -39,6 +39,7 @@ def bot_env(dbss: FakeDbss, slack: FakeSlack, state: Path, **extra: str) -> dict
         "SLACK_API_URL": f"{slack.url}/api/",
         "BOT_ALLOWED_USERS": ALICE,
         "BOT_STATE_PATH": str(state),
+        "BOT_HEALTH_PORT": str(free_port()),  # Socket Mode's /healthz, /readyz, /metrics: never a fixed port in tests
         **extra,
     }
 

@@ -37,9 +37,6 @@ from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Settings that other changes of this round add to bot/config.py, with their defaults, so that the files can
-# name them before they land. Remove each one once Settings has it (a test below fails until then).
-SETTINGS_ADDED_THIS_ROUND: dict[str, object] = {"BOT_HEALTH_PORT": 8080}  # Socket Mode's health port
 SECRETS_DIR = "/run/secrets"  # where the settings read secret files (pydantic-settings' secrets_dir)
 # The containers' root file system is read-only: gunicorn's heartbeat file needs a writable /tmp.
 SCRATCH = "/tmp"  # noqa: S108 - a path inside the container, checked here, never used by the tests
@@ -66,12 +63,11 @@ def setting_names() -> set[str]:
     return names
 
 
-KNOWN_NAMES = setting_names() | set(SETTINGS_ADDED_THIS_ROUND)
+KNOWN_NAMES = setting_names()
 
 
 def default(name: str) -> object:
-    field = Settings.model_fields.get(name.lower())
-    return field.default if field is not None else SETTINGS_ADDED_THIS_ROUND[name]
+    return Settings.model_fields[name.lower()].default
 
 
 def port_setting(mode: str) -> str:
@@ -98,12 +94,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     for name in KNOWN_NAMES:
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
-
-
-def test_settings_added_this_round_are_not_yet_in_settings() -> None:
-    """Once bot/config.py has a setting named in SETTINGS_ADDED_THIS_ROUND, it comes off that list."""
-    landed = set(SETTINGS_ADDED_THIS_ROUND) & setting_names()
-    assert not landed, f"remove {sorted(landed)} from SETTINGS_ADDED_THIS_ROUND: Settings has them now"
 
 
 # The Dockerfile

@@ -39,6 +39,7 @@ class SocketBot:
 
     def __init__(self, env: dict[str, str], cwd: Path, socket_mode: FakeSocketMode) -> None:
         self.socket_mode = socket_mode
+        self.health_port = int(env["BOT_HEALTH_PORT"])
         self.log = cwd / "bot.log"
         base = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT)}
         with self.log.open("w") as log:

@@ -15,6 +15,7 @@ from bot.core.outbox import Outbox, OutboxMessage
 from bot.core.store import FollowUp
 from bot.dbss.errors import DbssApiError, DbssError
 from bot.dbss.models import HEALTHY_STATUS, IDLE_TASK, Instance
+from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ class Follower:
         progress_budget: int = 10,
         on_finished: Callable[[FollowUp, Ending], None] | None = None,
         outbox: Outbox | None = None,
+        metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._dbss = dbss
@@ -92,11 +94,16 @@ class Follower:
         self._missing: dict[str, int] = {}  # good list answers in a row without the instance, by follow-up
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._metrics = metrics or Metrics()
         self.ticks = 0
+        self.active = 0  # follow-ups in hand at the last tick
+        # When the loop last came round, work or not (monotonic): a readiness check tells a stuck loop by it.
+        self.last_loop_at = time.monotonic()
 
     def start(self) -> None:
         """Start following, including follow-ups left in the store by an earlier run."""
         self._thread = threading.Thread(target=self._run, name="dbss-follower", daemon=True)
+        self.last_loop_at = time.monotonic()
         self._thread.start()
 
     def alive(self) -> bool:
@@ -117,10 +124,12 @@ class Follower:
                 self.tick()
             except Exception:
                 log.exception("follow-up tick failed")
+            self.last_loop_at = time.monotonic()
 
     def tick(self) -> None:
         """One poll for every active follow-up: one list call, however many there are."""
         active = self._store.active_followups()
+        self.active = len(active)
         if not active:
             return
         self.ticks += 1
@@ -205,6 +214,8 @@ class Follower:
         if not self._store.finish_followup(f.correlation_id, ending.kind):
             return
         self._missing.pop(f.correlation_id, None)
+        self._metrics.followup_ended(ending.kind)
+        self.active -= 1
         said = list(self._notifier.finished(f, ending))
         record = partial(
             self._store.record,

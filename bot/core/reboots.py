@@ -17,6 +17,7 @@ from bot.core.store import AuditEntry, FollowUp, Lock, StateStore, StateUnavaila
 from bot.dbss.client import RebootAccepted
 from bot.dbss.errors import DbssApiError, DbssError, DbssNotSent
 from bot.dbss.models import Instance
+from bot.metrics import Metrics, RefusalReason
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +66,10 @@ class Offer:
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """Refused for a reason that comes from the bot itself (no API text in it)."""
+    """Refused for a reason that comes from the bot itself (no API text in it); `code` names it in metrics."""
 
     reason: str
+    code: RefusalReason
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +232,7 @@ class RebootService:
         cooldown_seconds: float = 0.0,
         require_second_approver: bool = False,
         outbox: Outbox | None = None,
+        metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.dbss = dbss
@@ -244,6 +247,7 @@ class RebootService:
         self.cooldown_seconds = cooldown_seconds
         self.require_second_approver = require_second_approver
         self.outbox = outbox
+        self.metrics = metrics or Metrics()
         self._clock = clock
 
     def _record(self, event: str, announce: Sequence[OutboxMessage] = (), /, **fields: object) -> None:
@@ -274,6 +278,7 @@ class RebootService:
 
     def refuse_request(self, *, user: str, channel: str, reason: str, text: str, correlation_id: str) -> None:
         """Record a refused command in the audit trail."""
+        self.metrics.refused(self._policy_code(user, channel) or "invalid_command")
         self._record(
             "refused",
             correlation_id=correlation_id,
@@ -307,7 +312,13 @@ class RebootService:
         """The checks that need no DBSS call: policy, in-flight lock, cooldown. None when all pass."""
         refusal = self.policy.refusal(user, channel)
         if refusal is not None:
-            return self._refused(Refused(refusal), user, channel, instance_id, correlation_id)
+            return self._refused(
+                Refused(refusal, self._policy_code(user, channel) or "user_not_allowed"),
+                user,
+                channel,
+                instance_id,
+                correlation_id,
+            )
         lock = self.store.current_lock(instance_id)
         if lock is not None:
             return self._refused(InFlight(lock), user, channel, instance_id, correlation_id)
@@ -360,6 +371,7 @@ class RebootService:
     def _refused(
         self, result: OfferResult, user: str, channel: str, instance_id: str, correlation_id: str
     ) -> OfferResult:
+        self.metrics.refused(refusal_reason(result) or "invalid_command")
         self._record(
             "refused",
             correlation_id=correlation_id,
@@ -389,10 +401,19 @@ class RebootService:
 
         If the state store fails, the answer is a refusal: no single-use guarantee, no reboot."""
         try:
-            return self._decide(token=token, clicker=clicker, channel=channel, thread_ts=thread_ts, action=action)
+            decision = self._decide(token=token, clicker=clicker, channel=channel, thread_ts=thread_ts, action=action)
         except StateUnavailable:
             log.exception("state store unavailable while deciding on a click")
-            return Refused(STATE_DOWN)
+            decision = Refused(STATE_DOWN, "state_unavailable")
+        if (reason := refusal_reason(decision)) is not None:
+            self.metrics.refused(reason)
+        return decision
+
+    def _policy_code(self, user: str, channel: str) -> RefusalReason | None:
+        """Which rule of the access policy refuses this user here, if one does."""
+        if self.policy.user_refusal(user) is not None:
+            return "user_not_allowed"
+        return "channel_not_allowed" if self.policy.refusal(user, channel) is not None else None
 
     def _decide(
         self, *, token: str, clicker: str, channel: str, thread_ts: str, action: Literal["confirm", "cancel"]
@@ -401,15 +422,15 @@ class RebootService:
             c = self._signer.verify(token)
         except InvalidToken:
             self._record("refused", user_id=clicker, channel=channel, outcome="refused", detail="invalid token")
-            return Refused("This button was not issued by this bot, or was altered. Nothing was done.")
+            return Refused("This button was not issued by this bot, or was altered. Nothing was done.", "invalid_token")
         audit = {"correlation_id": c.nonce, "user_id": clicker, "instance_id": c.instance_id, "channel": channel}
         if channel != c.channel:
             self._record("refused", outcome="refused", detail="token for another channel", **audit)
-            return Refused("This confirmation belongs to another channel. Nothing was done.")
+            return Refused("This confirmation belongs to another channel. Nothing was done.", "wrong_channel")
         refusal = self.policy.refusal(clicker, channel)
         if refusal is not None:
             self._record("refused", outcome="refused", detail=f"{action} by user not allowed", **audit)
-            return Refused(refusal)
+            return Refused(refusal, self._policy_code(clicker, channel) or "user_not_allowed")
         if action == "confirm" and self.require_second_approver and clicker == c.requester:
             self._record("refused", outcome="refused", detail="requester cannot approve their own reboot", **audit)
             return NeedsSecondApprover(c)
@@ -422,7 +443,8 @@ class RebootService:
                 self._record("refused", outcome="refused", detail="requester no longer allowed", **audit)
                 return Refused(
                     f"{c.requester} asked for this reboot but may no longer request reboots here "
-                    f"({requester_refusal}) Nothing was done."
+                    f"({requester_refusal}) Nothing was done.",
+                    "requester_not_allowed",
                 )
         if action == "confirm" and self._clock() > c.expires_at:
             if not self.store.claim_confirmation(
@@ -598,6 +620,7 @@ class RebootService:
 
     def _settle(self, result: Outcome, announce: Announce | None, /, **fields: object) -> None:
         """Record the result and its messages in one step; if the store fails, the messages go out anyway."""
+        self.metrics.reboot(str(fields["outcome"]))
         messages = list(announce(result)) if announce is not None else []
         try:
             self._record("reboot_result", messages, **fields)
@@ -609,3 +632,27 @@ class RebootService:
             self.outbox.later(
                 f"record the result of {fields.get('correlation_id')}", partial(self._record, "reboot_result", **fields)
             )
+
+
+def refusal_reason(result: object) -> RefusalReason | None:
+    """The metrics' name for why an offer or a click came to nothing; None when it did not."""
+    match result:
+        case Refused(code=code):
+            return code
+        case InFlight() | BusyOnConfirm():
+            return "in_flight"
+        case CoolingDown():
+            return "cooldown"
+        case UnknownInstance():
+            return "unknown_instance"
+        case NotRebootable():
+            return "not_rebootable"
+        case NotRequester():
+            return "not_requester"
+        case NeedsSecondApprover():
+            return "needs_second_approver"
+        case AlreadyUsed():
+            return "already_used"
+        case Expired():
+            return "expired"
+    return None

@@ -100,6 +100,11 @@ class RedisBackedStore(StateStore):
         super().close()
         self._redis.close()
 
+    def shared_heartbeat(self) -> None:
+        """A small real write to Redis (a key of this replica's that expires), for the readiness check."""
+        with self._shared():
+            self._redis.set(self.key("heartbeat", self.replica), repr(self._clock()), px=10_000)
+
     # --- confirmations ----------------------------------------------------------------------------------
 
     def confirmation_key(self) -> bytes:

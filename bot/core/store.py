@@ -238,6 +238,15 @@ class StateStore:
             row = db.execute("SELECT value FROM meta WHERE key = 'confirm_key'").fetchone()
         return bytes(row[0])
 
+    def heartbeat(self) -> None:
+        """A small real write (one row of `meta`) for the readiness check: it fails when other writes would."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES ('heartbeat', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (repr(self._clock()).encode(),),
+            )
+
     def claim_confirmation(self, nonce: str, *, instance_id: str, user_id: str, decision: str) -> bool:
         """Mark a confirmation used. False if it was used before: each one counts once, ever."""
         with self._transaction(durable=True) as db:

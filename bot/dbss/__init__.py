@@ -8,7 +8,7 @@ import httpx
 
 from bot.config import Settings
 from bot.dbss.auth import AccessKey, AkSkAuth, IamPasswordAuth, TokenAuth
-from bot.dbss.client import DbssClient, RebootAccepted
+from bot.dbss.client import CallObserver, DbssClient, RebootAccepted
 from bot.dbss.errors import (
     CredentialsUnavailable,
     DbssApiError,
@@ -50,7 +50,9 @@ __all__ = [
 logging.getLogger("httpcore").setLevel(logging.INFO)
 
 
-def build_auth(settings: Settings, *, transport: httpx.BaseTransport | None = None) -> httpx.Auth:
+def build_auth(
+    settings: Settings, *, transport: httpx.BaseTransport | None = None, observe: CallObserver | None = None
+) -> httpx.Auth:
     """The Auth for the one kind of credential the settings hold."""
     if settings.credential_kind == "token":
         assert settings.dbss_auth_token is not None
@@ -64,7 +66,7 @@ def build_auth(settings: Settings, *, transport: httpx.BaseTransport | None = No
             project_id=settings.dbss_project_id,
         )
     if settings.credential_kind == "metadata":
-        return build_metadata_auth(settings, transport=transport)
+        return build_metadata_auth(settings, transport=transport, observe=observe)
     assert settings.dbss_iam_domain and settings.dbss_iam_user and settings.dbss_iam_password
     iam = httpx.Client(
         base_url=settings.dbss_iam_endpoint,
@@ -77,10 +79,13 @@ def build_auth(settings: Settings, *, transport: httpx.BaseTransport | None = No
         user=settings.dbss_iam_user,
         password=settings.dbss_iam_password.get_secret_value(),
         project_id=settings.dbss_project_id,
+        observe=observe,
     )
 
 
-def build_metadata_auth(settings: Settings, *, transport: httpx.BaseTransport | None = None) -> MetadataAuth:
+def build_metadata_auth(
+    settings: Settings, *, transport: httpx.BaseTransport | None = None, observe: CallObserver | None = None
+) -> MetadataAuth:
     """The agency's temporary credentials from the metadata service at DBSS_METADATA_ENDPOINT."""
     metadata = httpx.Client(
         base_url=settings.dbss_metadata_endpoint,
@@ -88,15 +93,19 @@ def build_metadata_auth(settings: Settings, *, transport: httpx.BaseTransport | 
         transport=transport,
         trust_env=False,  # a link-local service: never through HTTP_PROXY, which would fetch some other host's keys
     )
-    return MetadataAuth(metadata_client=metadata, project_id=settings.dbss_project_id)
+    return MetadataAuth(metadata_client=metadata, project_id=settings.dbss_project_id, observe=observe)
 
 
-def build_client(settings: Settings, *, transport: httpx.BaseTransport | None = None) -> DbssClient:
+def build_client(
+    settings: Settings, *, transport: httpx.BaseTransport | None = None, observe: CallObserver | None = None
+) -> DbssClient:
+    """`observe` is told of every DBSS, IAM and metadata-service call (the bot's metrics)."""
     return DbssClient(
         base_url=settings.dbss_base_url,
         project_id=settings.dbss_project_id,
-        auth=build_auth(settings, transport=transport),
+        auth=build_auth(settings, transport=transport, observe=observe),
         timeout_seconds=settings.dbss_timeout_seconds,
         reboot_path=settings.dbss_reboot_path,
         transport=transport,
+        observe=observe,
     )

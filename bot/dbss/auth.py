@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import httpx
 
 from bot.dbss import signing
+from bot.dbss.client import CallObserver, call_result
 from bot.dbss.errors import DbssApiError, DbssNotSent, IamLoginError
 from bot.dbss.responses import api_error
 
@@ -53,8 +54,10 @@ class IamPasswordAuth(httpx.Auth):
         project_id: str,
         renew_before_seconds: float = 600.0,
         clock: Clock = time.time,
+        observe: CallObserver | None = None,
     ) -> None:
         self._iam = iam_client
+        self._observe = observe
         self._domain = domain
         self._user = user
         self._password = password
@@ -95,6 +98,7 @@ class IamPasswordAuth(httpx.Auth):
                 "scope": {"project": {"id": self._project_id}},
             }
         }
+        started = time.perf_counter()
         try:
             response = self._iam.post(
                 "/v3/auth/tokens",
@@ -103,11 +107,17 @@ class IamPasswordAuth(httpx.Auth):
                 headers={"Content-Type": "application/json;charset=utf8"},
             )
         except httpx.HTTPError as err:
+            self._observed("not_sent" if isinstance(err, httpx.ConnectError) else "transport_error", started)
             raise DbssNotSent(f"IAM login failed ({type(err).__name__}); the DBSS request was not sent") from err
+        self._observed(call_result(response.status_code), started)
         if response.status_code != 201 or not response.headers.get("X-Subject-Token"):
             raise api_error(response, error_class=IamLoginError)
         token = response.headers["X-Subject-Token"]
         return token, _expiry(response, default=self._clock() + 3600)
+
+    def _observed(self, result: str, started: float) -> None:
+        if self._observe is not None:
+            self._observe("iam_login", result, time.perf_counter() - started)
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         token = self.token()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -23,6 +25,15 @@ REBOOT_PATHS = {
 LIST_PATH = "/v2/{project_id}/audit/instances"
 PAGE_LIMIT = 1000
 MAX_PAGES = 100  # 100,000 instances: far beyond any project, and a guard against a server that pages forever
+
+# Told of every call: operation (list, reboot, iam_login, metadata), result (see call_result), seconds.
+CallObserver = Callable[[str, str, float], None]
+
+
+def call_result(status_code: int) -> str:
+    """A call's result as metrics name it: ok, http_4xx or http_5xx (the other results are not_sent, timeout,
+    transport_error and error)."""
+    return "ok" if status_code < 400 else f"http_{min(status_code // 100, 5)}xx"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +56,11 @@ class DbssClient:
         timeout_seconds: float,
         reboot_path: Literal["current", "deprecated"] = "current",
         transport: httpx.BaseTransport | None = None,
+        observe: CallObserver | None = None,
     ) -> None:
         self.project_id = project_id
         self._auth = auth
+        self._observe = observe
         self._reboot_path = REBOOT_PATHS[reboot_path].format(project_id=project_id)
         self._list_path = LIST_PATH.format(project_id=project_id)
         self._http = httpx.Client(
@@ -74,16 +87,29 @@ class DbssClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def _send(self, operation: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One request; transport failures become DbssNotSent or DbssOutcomeUnknown, translated here only."""
+        started = time.perf_counter()
+        result = "error"
         try:
-            return self._http.request(method, path, **kwargs)
+            response = self._http.request(method, path, **kwargs)
+            result = call_result(response.status_code)
+            return response
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol) as err:
+            result = "not_sent"
             raise DbssNotSent(f"could not connect to DBSS ({type(err).__name__}); the request was not sent") from err
         except httpx.TimeoutException as err:
+            result = "timeout"
             raise DbssOutcomeUnknown(f"DBSS did not answer in time ({type(err).__name__})") from err
         except httpx.TransportError as err:
+            result = "transport_error"
             raise DbssOutcomeUnknown(f"the connection to DBSS failed mid-request ({type(err).__name__})") from err
+        except DbssNotSent:  # from the Auth: no IAM token or temporary key, so nothing was sent
+            result = "not_sent"
+            raise
+        finally:
+            if self._observe is not None:
+                self._observe(operation, result, time.perf_counter() - started)
 
     def reboot(self, instance_id: str) -> RebootAccepted:
         """Ask DBSS to reboot one audit instance. Raises a DbssError subclass on anything but success."""
@@ -91,7 +117,11 @@ class DbssClient:
             raise ValueError("instance ID must be 32 to 64 letters, digits or '-'")
         body = json.dumps({"instance_id": instance_id}).encode()
         response = self._send(
-            "POST", self._reboot_path, content=body, headers={"Content-Type": "application/json;charset=UTF-8"}
+            "reboot",
+            "POST",
+            self._reboot_path,
+            content=body,
+            headers={"Content-Type": "application/json;charset=UTF-8"},
         )
         request_id = response.headers.get("X-Request-Id")
         if response.status_code >= 400:
@@ -120,7 +150,9 @@ class DbssClient:
         instances: list[Instance] = []
         offset = 0
         for _ in range(MAX_PAGES):
-            response = self._send("GET", self._list_path, params={"offset": str(offset), "limit": str(PAGE_LIMIT)})
+            response = self._send(
+                "list", "GET", self._list_path, params={"offset": str(offset), "limit": str(PAGE_LIMIT)}
+            )
             if response.status_code >= 400:
                 raise api_error(response, error_class=DbssApiError)
             try:

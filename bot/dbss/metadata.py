@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from bot.dbss.auth import TOKEN_REJECTED_CODES, AccessKey, Clock, sign
+from bot.dbss.client import CallObserver
 from bot.dbss.errors import CredentialsUnavailable, DbssApiError
 from bot.dbss.responses import api_error
 
@@ -58,8 +59,10 @@ class MetadataAuth(httpx.Auth):
         refresh_before_seconds: float = REFRESH_BEFORE_SECONDS,
         clock: Clock = time.time,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        observe: CallObserver | None = None,
     ) -> None:
         self._metadata = metadata_client
+        self._observe = observe
         self._project_id = project_id
         self._refresh_before = refresh_before_seconds
         self._clock = clock
@@ -90,15 +93,22 @@ class MetadataAuth(httpx.Auth):
             if held is not None and (now < expires_at - self._refresh_before or (usable and now < self._next_attempt)):
                 return held
             self._next_attempt = now + RETRY_AFTER_SECONDS
+            started = time.perf_counter()
             try:
                 fresh = self._fetch()
             except CredentialsUnavailable as err:
+                self._observed("not_sent", started)
                 if held is None or not usable:
                     raise
                 log.warning("refreshing the temporary credentials failed; the held ones are still valid: %s", err)
                 return held
+            self._observed("ok", started)
             self._key = fresh
             return fresh
+
+    def _observed(self, result: str, started: float) -> None:
+        if self._observe is not None:
+            self._observe("metadata", result, time.perf_counter() - started)
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         key = self.key()

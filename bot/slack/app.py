@@ -1,4 +1,4 @@
-"""Building the Bolt app, and the WSGI application that serves it over HTTP with a health check."""
+"""Building the Bolt app, and the WSGI application that serves it over HTTP with health checks and metrics."""
 
 from __future__ import annotations
 
@@ -9,18 +9,24 @@ from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 
+from bot.health import PATHS as OPS_PATHS
+from bot.health import ops_app
+from bot.metrics import Metrics
 from bot.slack.listeners import Deps, register
+from bot.slack.metering import AckMetrics
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 
-def build_app(*, client: WebClient, signing_secret: str | None, deps: Deps) -> App:
+def build_app(*, client: WebClient, signing_secret: str | None, deps: Deps, metrics: Metrics | None = None) -> App:
     """The Bolt app. Listeners only acknowledge and hand slow work to `deps.acks_first` (which holds it while
     requests are being acknowledged, then runs it on the work pool) or `deps.urgent`, so acks never wait on DBSS.
 
     process_before_response=True runs the (fast) listener on the request thread and answers when it returns,
     instead of Bolt's default of polling every 10 ms for ack() from its own five-thread executor.
+
+    `metrics`: acknowledgement time and commands are measured by the first of the bot's middleware.
     """
     app = App(
         client=client,
@@ -32,18 +38,21 @@ def build_app(*, client: WebClient, signing_secret: str | None, deps: Deps) -> A
         url_verification_enabled=False,
         attaching_function_token_enabled=False,
     )
+    if metrics is not None:
+        app.use(AckMetrics(metrics))
     register(app, deps)
     return app
 
 
-def wsgi_app(app: App, *, path: str = "/slack/events") -> WSGIApplication:
-    """Slack's commands and interactivity at POST `path`, and GET /healthz for the load balancer."""
+def wsgi_app(app: App, *, path: str = "/slack/events", ops: WSGIApplication | None = None) -> WSGIApplication:
+    """Slack's commands and interactivity at POST `path`; GET or HEAD /healthz, /readyz and /metrics go to `ops`
+    (bot/health.py; without it, /healthz alone, always 200)."""
     slack = SlackRequestHandler(app, path=path)
+    health = ops or ops_app(None, None)
 
     def application(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == "/healthz" and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
-            start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "3")])
-            return [b"ok\n"]
+        if environ.get("PATH_INFO") in OPS_PATHS and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+            return health(environ, start_response)
         return slack(environ, start_response)
 
     return application
