@@ -182,6 +182,8 @@ def run_simulator(*, host: str, port: int, reboot_seconds: float, ak: str | None
 
 def run_audit(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """The audit export: only the state settings are read, so it runs without Slack or DBSS credentials."""
+    import io
+
     from bot import audit
     from bot.config import load_state_settings
     from bot.dbss.models import INSTANCE_ID_RE
@@ -198,6 +200,8 @@ def run_audit(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         print(err, file=sys.stderr)
         return 2
     logs.configure("text", logging.WARNING)  # stdout is the export; warnings go to stderr
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(encoding="utf-8")  # an export is UTF-8 whatever the locale
     fmt: audit.Format = "csv" if args.format == "csv" else "jsonl"
     return audit.run(settings, sys.stdout, sys.stderr, since=since, instance_id=args.instance, fmt=fmt)
 
@@ -220,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sk", help="simulator: ...and this secret key")
     parser.add_argument("--since", help="audit: entries from this ISO date or date-time on (UTC unless it says)")
     parser.add_argument("--instance", help="audit: only the entries of this instance ID")
-    parser.add_argument("--format", choices=["jsonl", "csv"], help="audit: JSON Lines (default) or CSV")
+    parser.add_argument(
+        "--format", choices=["jsonl", "csv"], metavar="jsonl|csv", help="audit: JSON Lines (default) or CSV"
+    )
     args = parser.parse_args(argv)
     if args.mode == "audit":
         return run_audit(parser, args)

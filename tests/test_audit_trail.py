@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 import redis
 
 from bot.core.redis_state import ORPHAN_SECONDS, RedisBackedStore
-from bot.core.store import StateStore, StateUnavailable
+from bot.core.store import AUDIT_FIELDS, StateStore, StateUnavailable
 from tests.conftest import INSTANCE_ID, OTHER_ID
 from tests.fakes.dbss import FakeDbss
 from tests.fakes.slack import FakeSlack
@@ -55,7 +56,7 @@ def test_an_entry_recorded_on_one_replica_is_read_on_the_other(tmp_path: Path, r
             assert [e.correlation_id for e in replica.reboots(instance_id=INSTANCE_ID)] == ["c1"]
             assert [e.correlation_id for e in replica.audit(instance_id=OTHER_ID, limit=2)] == ["c3", "c3"]
             last = replica.last_reboot(INSTANCE_ID)
-            assert last is not None and (last.correlation_id, last.replica) == ("c1", a.audit_name)
+            assert last is not None and (last.correlation_id, last.user_id) == ("c1", ALICE)
             assert replica.last_reboot(OTHER_ID) is None, "a rejected reboot did not happen"
         [result] = b.reboots(instance_id=INSTANCE_ID)
         assert (result.user_id, result.outcome, result.dbss_request_id, result.thread_ts) == (
@@ -70,6 +71,8 @@ def test_an_entry_recorded_on_one_replica_is_read_on_the_other(tmp_path: Path, r
         assert local_copy(b) == [("refused", "c2"), ("reboot_intent", "c3"), ("reboot_result", "c3")]
 
         client = redis.Redis.from_url(redis_url)
+        cooldown = json.loads(client.get("dbss-bot:last-reboot:" + INSTANCE_ID) or "{}")
+        assert tuple(cooldown) == AUDIT_FIELDS, "fields the previous version reads too"
         client.delete("dbss-bot:last-reboot:" + INSTANCE_ID)  # a week later the cooldown key is gone
         client.close()
         last = b.last_reboot(INSTANCE_ID)

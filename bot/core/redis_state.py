@@ -29,7 +29,15 @@ from typing import Any, cast
 import redis
 
 from bot.core.outbox import OutboxMessage, State
-from bot.core.store import AuditEntry, FollowUp, Lock, StateStore, StateUnavailable, check_followup_updates
+from bot.core.store import (
+    AUDIT_FIELDS,
+    AuditEntry,
+    FollowUp,
+    Lock,
+    StateStore,
+    StateUnavailable,
+    check_followup_updates,
+)
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +254,9 @@ class RedisBackedStore(StateStore):
             pipe = self._redis.pipeline(transaction=True)
             self.trail.append(pipe, entry)
             if event == "reboot_result" and entry.outcome in ("accepted", "unknown") and entry.instance_id:
-                pipe.set(self.key("last-reboot", entry.instance_id), json.dumps(asdict(entry)), ex=LAST_REBOOT_SECONDS)
+                # The fields AuditEntry had before `replica`, so replicas of the previous version read it too.
+                cooldown = json.dumps({name: getattr(entry, name) for name in AUDIT_FIELDS})
+                pipe.set(self.key("last-reboot", entry.instance_id), cooldown, ex=LAST_REBOOT_SECONDS)
             pipe.execute()
         try:
             self._append_local(entry)
