@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -111,6 +112,24 @@ def test_a_write_redis_refuses_is_written_nowhere_and_its_retry_lands_once(tmp_p
         assert local_copy(a) == [("outcome_reported", "c1")]
     finally:
         admin.close()
+        a.close()
+
+
+def test_a_local_copy_that_fails_is_logged_and_the_shared_entry_stands(
+    tmp_path: Path, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another process holds a's state file: record() returns once the entry is in the shared trail (so no
+    retry appends it twice), and says in the log that a's copy misses it."""
+    a = RedisBackedStore.from_url(tmp_path / "a.sqlite3", redis_url)
+    other = sqlite3.connect(tmp_path / "a.sqlite3", isolation_level=None)
+    try:
+        other.execute("BEGIN EXCLUSIVE")
+        a.record("outcome_reported", correlation_id="c1", outcome="c1:outcome", detail="thread")
+        other.execute("ROLLBACK")
+        assert [e.correlation_id for e in a.audit()] == ["c1"] and local_copy(a) == []
+        assert "written to the shared trail but not to this replica's copy" in caplog.text
+    finally:
+        other.close()
         a.close()
 
 

@@ -238,7 +238,7 @@ class RedisBackedStore(StateStore):
         with self._shared():
             self._redis.eval(EXTEND, 1, self.key("lock", instance_id), _dump(held), int(until * 1000))
 
-    # --- cooldowns --------------------------------------------------------------------------------------
+    # --- the audit trail, and cooldowns -----------------------------------------------------------------
 
     def record(self, event: str, *, announce: Sequence[OutboxMessage] = (), **fields: Any) -> None:
         """The messages go to the shared outbox first, then the entry to the shared trail (with the instance's
