@@ -242,16 +242,42 @@ def run_simulator(*, host: str, port: int, reboot_seconds: float, ak: str | None
     return 0
 
 
+def run_audit(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """The audit export: only the state settings are read, so it runs without Slack or DBSS credentials."""
+    import io
+
+    from bot import audit
+    from bot.config import load_state_settings
+    from bot.dbss.models import INSTANCE_ID_RE
+
+    try:
+        since = audit.parse_since(args.since) if args.since is not None else None
+    except ValueError as err:
+        parser.error(str(err))
+    if args.instance is not None and not INSTANCE_ID_RE.fullmatch(args.instance):
+        parser.error(f"--instance: {args.instance!r} is not a DBSS instance ID (32 to 64 letters, digits or '-')")
+    try:
+        settings = load_state_settings()
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 2
+    logs.configure("text", logging.WARNING)  # stdout is the export; warnings go to stderr
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(encoding="utf-8")  # an export is UTF-8 whatever the locale
+    fmt: audit.Format = "csv" if args.format == "csv" else "jsonl"
+    return audit.run(settings, sys.stdout, sys.stderr, since=since, instance_id=args.instance, fmt=fmt)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bot", description="Reboot DBSS audit instances from Slack.")
     parser.add_argument(
         "mode",
         nargs="?",
-        choices=["http", "socket", "demo", "console", "check", "simulator"],
+        choices=["http", "socket", "demo", "console", "check", "simulator", "audit"],
         help="http or socket: run the bot (default: Socket Mode when SLACK_APP_TOKEN is set, else HTTP); "
         "demo: a terminal demo on a built-in DBSS simulator; console: the same against the configured DBSS "
         "(break-glass); check: validate the configuration and reach Slack, IAM and DBSS; simulator: run the "
-        "DBSS simulator alone",
+        "DBSS simulator alone; audit: export the audit trail to stdout (needs only BOT_STATE_PATH or REDIS_URL)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="simulator: address to listen on")
     parser.add_argument("--port", type=int, default=0, help="simulator: port to listen on (0: any free port)")
@@ -264,9 +290,19 @@ def main(argv: list[str] | None = None) -> int:
         help="console: approve, as a second operator (another OS user), the reboot whose one-time code a console "
         "printed when BOT_REQUIRE_SECOND_APPROVER is true",
     )
+    parser.add_argument("--since", help="audit: entries from this ISO date or date-time on (UTC unless it says)")
+    parser.add_argument("--instance", help="audit: only the entries of this instance ID")
+    parser.add_argument(
+        "--format", choices=["jsonl", "csv"], metavar="jsonl|csv", help="audit: JSON Lines (default) or CSV"
+    )
     args = parser.parse_args(argv)
     if args.approve is not None and args.mode != "console":
         parser.error("--approve is an option of console")
+    if args.mode == "audit":
+        return run_audit(parser, args)
+    audit_options = [f"--{name}" for name in ("since", "instance", "format") if getattr(args, name) is not None]
+    if audit_options:
+        parser.error(f"{', '.join(audit_options)}: only for `audit`")
     if args.mode == "demo":
         return run_demo(reboot_seconds=args.reboot_seconds)
     if args.mode == "simulator":

@@ -232,6 +232,7 @@ def check_redis(settings: Settings) -> Result | None:
         owners = {client.get(k) for k in client.scan_iter(match=PREFIX + "followup-owner:*", count=1000)} - {None}
         used = _count(client, "used:*")
         cooldowns = _count(client, "last-reboot:*")
+        audit = int(client.xlen(PREFIX + "audit"))
     except redis.RedisError as err:
         return Result(
             "Redis",
@@ -241,7 +242,7 @@ def check_redis(settings: Settings) -> Result | None:
         )
     finally:
         client.close()
-    if not (key or locks or followups or used or cooldowns):
+    if not (key or locks or followups or used or cooldowns or audit):
         return Result("Redis", True, f"{where} answers PING; no shared state yet (no replica has used it)")
     found = [
         "the shared confirmation key" if key else "no confirmation key yet",
@@ -249,6 +250,7 @@ def check_redis(settings: Settings) -> Result | None:
         _plural(followups, "follow-up") + f" (leased by {_plural(len(owners), 'live replica')})",
         _plural(used, "used confirmation"),
         _plural(cooldowns, "cooldown"),
+        f"{audit} audit " + ("entry" if audit == 1 else "entries") + " in the shared trail",
     ]
     return Result("Redis", True, f"{where} answers PING; shared state: {', '.join(found)}")
 

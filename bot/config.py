@@ -31,6 +31,7 @@ CREDENTIAL_FIELDS = (
     "dbss_iam_password",
 )
 DEFAULT_METADATA_ENDPOINT = "http://169.254.169.254"  # the ECS/CCE metadata service's link-local address
+DEFAULT_STATE_PATH = "dbss-reboot-bot.sqlite3"
 
 
 class ConfigError(Exception):
@@ -90,7 +91,7 @@ class Settings(BaseSettings):
     bot_allowed_users: CommaList = ()
     bot_allowed_channels: CommaList = ()
     bot_confirm_ttl_seconds: int = Field(default=300, ge=10, le=3600)
-    bot_state_path: str = "dbss-reboot-bot.sqlite3"
+    bot_state_path: str = DEFAULT_STATE_PATH
     bot_poll_interval_seconds: float = Field(default=10.0, gt=0, le=300)
     bot_poll_timeout_seconds: float = Field(default=600.0, gt=0, le=7200)
     bot_require_second_approver: bool = False
@@ -282,6 +283,23 @@ def load_settings(**overrides: object) -> Settings:
         overrides["_secrets_dir"] = secrets_dir()
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as err:
+        raise ConfigError(describe(err)) from None
+
+
+class StateSettings(BaseSettings):
+    """Only where the state lives (as Settings reads it): `python -m bot audit` needs no Slack or DBSS credentials."""
+
+    model_config = Settings.model_config
+
+    bot_state_path: str = DEFAULT_STATE_PATH
+    redis_url: SecretStr | None = None
+
+
+def load_state_settings() -> StateSettings:
+    """BOT_STATE_PATH and REDIS_URL from the same sources as load_settings, or ConfigError."""
+    try:
+        return StateSettings(_secrets_dir=secrets_dir())
     except ValidationError as err:
         raise ConfigError(describe(err)) from None
 

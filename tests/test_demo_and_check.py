@@ -226,7 +226,7 @@ def test_check_reports_redis_and_the_shared_state_it_holds(
     assert code == 0, report
     assert (
         f"Redis: OK   {redis_url} answers PING; shared state: the shared confirmation key, 1 in-flight lock, "
-        "1 follow-up (leased by 1 live replica), 2 used confirmations, 1 cooldown\n"
+        "1 follow-up (leased by 1 live replica), 2 used confirmations, 1 cooldown, 1 audit entry in the shared trail\n"
     ) in report
 
 

@@ -42,7 +42,8 @@ def test_confirmation_lock_and_cooldown_are_shared(tmp_path: Path, redis_url: st
         a.record("reboot_result", correlation_id="c1", user_id=ALICE, instance_id=INSTANCE_ID, outcome="accepted")
         last = b.last_reboot(INSTANCE_ID)
         assert last is not None and last.user_id == ALICE and last.outcome == "accepted"
-        assert b.audit() == [], "the audit trail stays with the replica that wrote it"
+        [shared] = b.audit()
+        assert (shared.correlation_id, shared.replica) == ("c1", a.audit_name), "one trail, written by a"
     finally:
         a.close()
         b.close()

@@ -1,11 +1,15 @@
 """Shared state in Redis, for two or more replicas: what must be the same everywhere lives here.
 
 Used confirmations, in-flight locks, cooldowns (the last reboot of each instance), the confirmation key,
-follow-ups with their ownership, and the outbox. Each follow-up is owned by one replica through a lease it
-renews on every tick; when a replica dies its leases lapse and another replica takes its follow-ups over.
-The outbox works the same way: one replica at a time delivers a thread's messages (in order), under a lease
-per thread, and a dead replica's pending messages are delivered by another. The audit trail stays in each
-replica's own SQLite file (BOT_STATE_PATH).
+follow-ups with their ownership, the outbox, and the audit trail. Each follow-up is owned by one replica
+through a lease it renews on every tick; when a replica dies its leases lapse and another replica takes its
+follow-ups over. The outbox works the same way: one replica at a time delivers a thread's messages (in order),
+under a lease per thread, and a dead replica's pending messages are delivered by another.
+
+The audit trail is one Redis Stream (`dbss-bot:audit`), appended to by every replica and never trimmed, so
+history, cooldowns, status and start-up recovery read the same trail everywhere. Each replica also keeps a
+copy of the entries it wrote in its own SQLite file (BOT_STATE_PATH), which `python -m bot audit` can export
+on its own if the shared trail is ever lost (a Redis without persistence that restarted).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -25,10 +29,27 @@ from typing import Any, cast
 import redis
 
 from bot.core.outbox import OutboxMessage, State
-from bot.core.store import AuditEntry, FollowUp, Lock, StateStore, StateUnavailable, check_followup_updates
+from bot.core.store import (
+    AUDIT_FIELDS,
+    AuditEntry,
+    FollowUp,
+    Lock,
+    StateStore,
+    StateUnavailable,
+    check_followup_updates,
+)
 
 log = logging.getLogger(__name__)
 
+AUDIT_STREAM = "audit"
+AUDIT_PAGE = 500
+# Start-up recovery looks this far back: as long as the outbox remembers that an outcome was told (OUTBOX_SECONDS).
+RECOVERY_WINDOW_SECONDS = 7 * 24 * 3600
+# Another replica's reboot with no result this old is orphaned (that replica died and did not come back): far
+# longer than any DBSS call can be in flight (DBSS_TIMEOUT_SECONDS <= 120 s a request, an IAM login at most first).
+ORPHAN_SECONDS = 15 * 60
+RECOVERY_CLAIM_SECONDS = 10 * 60
+CLOCK_SKEW_SECONDS = 300
 USED_CONFIRMATION_SECONDS = 7 * 24 * 3600  # far beyond any token's expiry (BOT_CONFIRM_TTL_SECONDS <= 3600)
 LAST_REBOOT_SECONDS = 7 * 24 * 3600
 
@@ -60,6 +81,49 @@ OUTBOX_COALESCE = (
 OUTBOX_SECONDS = 7 * 24 * 3600
 
 
+@contextmanager
+def _redis_errors() -> Iterator[None]:
+    try:
+        yield
+    except redis.RedisError as err:
+        raise StateUnavailable(f"shared state (Redis): {err}") from err
+
+
+class SharedTrail:
+    """The audit trail every replica appends to and reads: a Redis Stream, in the order Redis received the
+    entries. Never trimmed (a compliance record; an entry is a few hundred bytes)."""
+
+    def __init__(self, client: redis.Redis, key: str) -> None:
+        self._redis = client
+        self.key = key
+
+    def append(self, pipe: redis.client.Pipeline, entry: AuditEntry) -> None:
+        fields = {name: _stream_value(value) for name, value in asdict(entry).items() if value is not None}
+        pipe.xadd(self.key, fields)  # type: ignore[arg-type]
+
+    def entries(self, *, since: float | None = None, newest_first: bool = False) -> Iterator[AuditEntry]:
+        """Every entry (received at or after `since`, a Unix time), a page at a time."""
+        low = f"{max(0, int(since * 1000))}-0" if since is not None else "-"
+        high = "+"
+        while True:
+            with _redis_errors():
+                if newest_first:
+                    answer = self._redis.xrevrange(self.key, max=high, min=low, count=AUDIT_PAGE)
+                else:
+                    answer = self._redis.xrange(self.key, min=low, max=high, count=AUDIT_PAGE)
+            page = cast(list[tuple[bytes, dict[bytes, bytes]]], answer)
+            for _, fields in page:
+                yield _stream_entry(fields)
+            if len(page) < AUDIT_PAGE:
+                return
+            last = "(" + _text(page[-1][0])  # exclusive: the next page starts after it
+            high, low = (last, low) if newest_first else (high, last)
+
+    def __len__(self) -> int:
+        with _redis_errors():
+            return int(self._redis.xlen(self.key))
+
+
 class RedisBackedStore(StateStore):
     """The SQLite store for the local audit trail, with the shared state in Redis."""
 
@@ -77,8 +141,19 @@ class RedisBackedStore(StateStore):
         self._prefix = prefix
         self._lease_ms = int(lease_seconds * 1000)
         self.replica = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        # The name this replica's audit entries carry: kept in its state file, so a restart is the same replica
+        # and recovers its own interrupted reboots at once (process names change with every start).
+        self.audit_name = self._audit_name()
+        self.trail = SharedTrail(client, self.key(AUDIT_STREAM))
         with self._shared():
             client.ping()
+
+    def _audit_name(self) -> str:
+        with self._transaction() as db:
+            name = f"{socket.gethostname()}/{secrets.token_hex(3)}"
+            db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('audit_name', ?)", (name.encode(),))
+            row = db.execute("SELECT value FROM meta WHERE key = 'audit_name'").fetchone()
+        return _text(row[0])
 
     @classmethod
     def from_url(cls, path: str | Path, url: str, **kwargs: Any) -> RedisBackedStore:
@@ -168,25 +243,112 @@ class RedisBackedStore(StateStore):
         with self._shared():
             self._redis.eval(EXTEND, 1, self.key("lock", instance_id), _dump(held), int(until * 1000))
 
-    # --- cooldowns --------------------------------------------------------------------------------------
+    # --- the audit trail, and cooldowns -----------------------------------------------------------------
 
     def record(self, event: str, *, announce: Sequence[OutboxMessage] = (), **fields: Any) -> None:
-        """The messages go to the shared outbox first, then the entry to this replica's audit trail (if that
-        write fails, the caller writes the messages again, which keeps the first, and retries the entry)."""
+        """The messages go to the shared outbox first, then the entry to the shared trail (with the instance's
+        cooldown, for a reboot that may have happened), then to this replica's copy.
+
+        If Redis fails, nothing of the entry was written and StateUnavailable says so: the caller writes the
+        messages again (the first ones are kept) and retries the entry, which lands once. If only the local copy
+        fails, the entry is in the shared trail, which is the trail in Redis mode: it is logged, not raised, so
+        a retry cannot append the entry to the shared trail twice."""
         self.enqueue(announce)
-        super().record(event, **fields)
-        if event == "reboot_result" and fields.get("outcome") in ("accepted", "unknown") and fields.get("instance_id"):
-            entry = {name: fields.get(name) for name in AuditEntry.__slots__}
-            entry.update(at=self._clock(), event=event)
-            with self._shared():
-                self._redis.set(
-                    self.key("last-reboot", str(fields["instance_id"])), json.dumps(entry), ex=LAST_REBOOT_SECONDS
-                )
+        entry = self._new_entry(event, fields, replica=self.audit_name)
+        with self._shared():
+            pipe = self._redis.pipeline(transaction=True)
+            self.trail.append(pipe, entry)
+            if event == "reboot_result" and entry.outcome in ("accepted", "unknown") and entry.instance_id:
+                # The fields AuditEntry had before `replica`, so replicas of the previous version read it too.
+                cooldown = json.dumps({name: getattr(entry, name) for name in AUDIT_FIELDS})
+                pipe.set(self.key("last-reboot", entry.instance_id), cooldown, ex=LAST_REBOOT_SECONDS)
+            pipe.execute()
+        try:
+            self._append_local(entry)
+        except StateUnavailable:
+            log.error(
+                "audit entry written to the shared trail but not to this replica's copy",
+                exc_info=True,
+                extra={"event": event, "correlation_id": entry.correlation_id},
+            )
+
+    # --- reading the shared audit trail -----------------------------------------------------------------
+
+    def reboots(self, *, instance_id: str | None = None, limit: int = 10) -> list[AuditEntry]:
+        found: list[AuditEntry] = []
+        for e in self.trail.entries(newest_first=True):
+            if e.event == "reboot_result" and (instance_id is None or e.instance_id == instance_id):
+                found.append(e)
+                if len(found) >= limit:
+                    break
+        return found
 
     def last_reboot(self, instance_id: str) -> AuditEntry | None:
+        """The cooldown key (kept a week, far beyond any cooldown), else the trail itself (for `status`)."""
         with self._shared():
             raw = self._redis.get(self.key("last-reboot", instance_id))
-        return AuditEntry(**json.loads(raw)) if raw else super().last_reboot(instance_id)
+        if raw:
+            return AuditEntry(**json.loads(raw))
+        return next(
+            (
+                e
+                for e in self.trail.entries(newest_first=True)
+                if e.event == "reboot_result" and e.instance_id == instance_id and e.outcome in ("accepted", "unknown")
+            ),
+            None,
+        )
+
+    def audit(self, *, instance_id: str | None = None, limit: int = 1000) -> list[AuditEntry]:
+        found: list[AuditEntry] = []
+        for e in self.trail.entries(newest_first=True):
+            if instance_id is None or e.instance_id == instance_id:
+                found.append(e)
+                if len(found) >= limit:
+                    break
+        return found[::-1]
+
+    def entries(self, *, since: float | None = None, instance_id: str | None = None) -> Iterator[AuditEntry]:
+        # The stream is ordered by when Redis received each entry; a replica's clock may be a little behind.
+        start = since - CLOCK_SKEW_SECONDS if since is not None else None
+        return (
+            e
+            for e in self.trail.entries(since=start)
+            if (since is None or e.at >= since) and (instance_id is None or e.instance_id == instance_id)
+        )
+
+    def interrupted(self) -> list[AuditEntry]:
+        """Reboots of the last week whose outcome never reached a person, read from the shared trail: this
+        replica's own (an earlier start with the same state file), and another replica's once it is
+        ORPHAN_SECONDS old (that replica died and did not come back; before then its call may be in flight).
+        Each is claimed in Redis before it is returned, so replicas starting together report it once."""
+        now = self._clock()
+        intents: dict[str, AuditEntry] = {}
+        results: dict[str, AuditEntry] = {}
+        reported: set[str] = set()
+        for e in self.trail.entries(since=now - RECOVERY_WINDOW_SECONDS):
+            if not e.correlation_id:
+                continue
+            if e.event == "reboot_intent":
+                intents.setdefault(e.correlation_id, e)
+            elif e.event == "reboot_result":
+                results.setdefault(e.correlation_id, e)
+            elif e.event == "outcome_reported":
+                reported.add(e.correlation_id)
+        unsettled = [e for cid, e in intents.items() if cid not in results and cid not in reported]
+        unsettled += [e for cid, e in results.items() if cid not in reported]
+        ours = sorted(
+            (e for e in unsettled if e.replica == self.audit_name or now - e.at >= ORPHAN_SECONDS), key=lambda e: e.at
+        )
+        if not ours:
+            return []
+        found: list[AuditEntry] = []
+        with self._shared():
+            told = self._redis.mget([self.key("outbox-key", f"{e.correlation_id}:outcome") for e in ours])
+            for e, said in zip(ours, told, strict=True):
+                claim = self.key("recovering", str(e.correlation_id))
+                if not said and self._redis.set(claim, self.replica, nx=True, ex=RECOVERY_CLAIM_SECONDS):
+                    found.append(e)
+        return found
 
     # --- follow-ups -------------------------------------------------------------------------------------
 
@@ -234,14 +396,6 @@ class RedisBackedStore(StateStore):
         with self._shared():
             raw = self._redis.get(self.key("followup-outcome", correlation_id))
         return _text(raw) if raw else None
-
-    def interrupted(self) -> list[AuditEntry]:
-        found = super().interrupted()
-        if not found:
-            return found
-        with self._shared():
-            told = self._redis.mget([self.key("outbox-key", f"{e.correlation_id}:outcome") for e in found])
-        return [e for e, said in zip(found, told, strict=True) if not said]
 
     # --- the outbox -------------------------------------------------------------------------------------
 
@@ -332,6 +486,20 @@ class RedisBackedStore(StateStore):
             raw = self._redis.get(self.key("outbox", _text(first[0]))) if first else None
         oldest = float(json.loads(raw).get("created_at") or now) if raw else now
         return count, now - oldest
+
+
+def _stream_value(value: object) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _stream_entry(fields: Mapping[bytes, bytes]) -> AuditEntry:
+    values: dict[str, Any] = {name: None for name in AuditEntry.__slots__}
+    for raw_name, raw_value in fields.items():
+        name = _text(raw_name)
+        if name in values:
+            values[name] = _text(raw_value)
+    values["at"] = float(values["at"] or 0.0)
+    return AuditEntry(**values)
 
 
 def _text(value: bytes | str) -> str:

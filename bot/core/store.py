@@ -138,6 +138,8 @@ FOLLOWUP_UPDATABLE = frozenset({"progress_ts", "seen_busy", "polls", "last_statu
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
+    """One entry of the audit trail. `replica`: the replica that wrote it, when the trail is shared (Redis)."""
+
     at: float
     correlation_id: str | None
     event: str
@@ -148,6 +150,7 @@ class AuditEntry:
     outcome: str | None
     dbss_request_id: str | None
     detail: str | None
+    replica: str | None = None
 
 
 class StateStore:
@@ -292,15 +295,24 @@ class StateStore:
 
     def record(self, event: str, *, announce: Sequence[OutboxMessage] = (), **fields: Any) -> None:
         """Append one entry to the audit trail, and write the messages that announce it in the same step."""
+        entry = self._new_entry(event, fields)
+        with self._transaction() as db:
+            db.execute(INSERT_AUDIT, _audit_row(entry))
+            self._enqueue(db, announce)
+
+    def _new_entry(self, event: str, fields: dict[str, Any], *, replica: str | None = None) -> AuditEntry:
         unknown = set(fields) - set(AUDIT_FIELDS)
         if unknown:
             raise ValueError(f"unknown audit fields: {sorted(unknown)}")
-        values = {name: fields.get(name) for name in AUDIT_FIELDS}
+        values: dict[str, Any] = {name: fields.get(name) for name in AUDIT_FIELDS}
         values["at"] = self._clock()
         values["event"] = event
+        return AuditEntry(**values, replica=replica)
+
+    def _append_local(self, entry: AuditEntry) -> None:
+        """This file's copy of an entry written first to a shared trail (see RedisBackedStore.record)."""
         with self._transaction() as db:
-            db.execute(INSERT_AUDIT, tuple(values[name] for name in AUDIT_FIELDS))
-            self._enqueue(db, announce)
+            db.execute(INSERT_AUDIT, _audit_row(entry))
 
     # --- the outbox -------------------------------------------------------------------------------------
 
@@ -496,6 +508,30 @@ class StateStore:
         with self._reading() as db:
             rows = db.execute(query, (*args, limit)).fetchall()
         return [AuditEntry(*row) for row in reversed(rows)]
+
+    def entries(self, *, since: float | None = None, instance_id: str | None = None) -> Iterator[AuditEntry]:
+        """The whole trail, oldest first, read a page at a time (for exports): entries at or after `since`."""
+        last_id = 0
+        while True:
+            query = SELECT_AUDIT.replace("SELECT ", "SELECT id, ", 1) + " WHERE id > ? AND at >= ?"
+            args: tuple[Any, ...] = (last_id, since if since is not None else float("-inf"))
+            if instance_id is not None:
+                query += " AND instance_id = ?"
+                args = (*args, instance_id)
+            with self._reading() as db:
+                rows = db.execute(query + " ORDER BY id LIMIT ?", (*args, PAGE)).fetchall()
+            for row in rows:
+                yield AuditEntry(*row[1:])
+            if len(rows) < PAGE:
+                return
+            last_id = rows[-1][0]
+
+
+PAGE = 1000
+
+
+def _audit_row(entry: AuditEntry) -> tuple[Any, ...]:
+    return tuple(getattr(entry, name) for name in AUDIT_FIELDS)
 
 
 def check_followup_updates(updates: list[tuple[str, dict[str, Any]]]) -> None:
