@@ -17,9 +17,9 @@ from bot.config import Settings
 from bot.core.confirmation import ConfirmationSigner
 from bot.core.follow import Follower
 from bot.core.listing import SharedListing
-from bot.core.outbox import Outbox, OutboxMessage
+from bot.core.outbox import Outbox
 from bot.core.policy import AccessPolicy
-from bot.core.reboots import Dbss, Interrupted, RebootService
+from bot.core.reboots import Dbss, RebootService
 from bot.core.store import StateStore
 from bot.core.stores import open_store
 from bot.dbss import build_client
@@ -191,12 +191,8 @@ def build(
 def report_interrupted(service: RebootService, outbox: Outbox) -> None:
     """Tell each thread whose reboot outcome a crash kept from it (never retrying the reboot)."""
 
-    def said(found: Interrupted) -> list[OutboxMessage]:
-        anchor = outbox.get(announce.card_key(found.entry.correlation_id or ""))
-        return announce.interrupted(found, anchor)
-
     try:
-        service.recover(said)
+        service.recover(announce.interrupted)
     except Exception:
         log.exception("could not recover interrupted reboots; the next start will try again")
 

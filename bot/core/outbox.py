@@ -105,6 +105,9 @@ class Outbox:
         self._memory: deque[OutboxMessage] = deque()  # written while the store failed, oldest first
         self._memory_ids = -1
         self._deferred: deque[_Deferred] = deque()
+        # Delivery marks the store could not take (sent, failed, retry later), by message ID: until they land,
+        # the store's copy is treated as marked, so a message already sent is never sent again.
+        self._marks: dict[int, dict[str, Any]] = {}
         self._wake = threading.Event()
 
     # --- writing -----------------------------------------------------------------------------------------
@@ -149,24 +152,55 @@ class Outbox:
         return True
 
     def get(self, key: str) -> OutboxMessage | None:
+        """The message with this key (None if there is none). Raises if the store cannot be read: a caller must
+        not mistake "cannot tell" for "never written"."""
         with self._lock:
             for m in self._memory:
                 if m.key == key:
                     return m
-        try:
-            return self.store.outbox_get(key)
-        except Exception:
-            log.exception("could not read the outbox")
-            return None
+        found = self.store.outbox_get(key)
+        return self._marked(found) if found is not None else None
+
+    def _marked(self, m: OutboxMessage) -> OutboxMessage:
+        with self._lock:
+            mark = self._marks.get(m.id)
+        return replace(m, **mark) if mark else m
 
     # --- for the deliverer --------------------------------------------------------------------------------
 
     def wait(self, timeout: float) -> None:
+        """Sleep until something is written (or `timeout`); a write during the last round wakes at once."""
         self._wake.wait(timeout)
+
+    def begin_round(self) -> None:
         self._wake.clear()
 
     def catch_up(self) -> None:
-        """Move messages kept in memory into the store, then run the deferred writes, oldest first."""
+        """Land the delivery marks, move messages kept in memory into the store, then run each deferred write."""
+        with self._lock:
+            marks = list(self._marks.items())
+        for message_id, mark in marks:
+            try:
+                if mark.get("state", "pending") == "pending":
+                    self.store.outbox_retry(
+                        replace(_stub(message_id), version=mark["version"]),
+                        not_before=mark["not_before"],
+                        uncertain=mark["uncertain"],
+                        detail=mark["detail"],
+                    )
+                else:
+                    self.store.outbox_done(
+                        replace(_stub(message_id), version=mark["version"]),
+                        state=mark["state"],
+                        ts=mark.get("ts"),
+                        detail=mark.get("detail"),
+                    )
+            except Exception:
+                log.debug("state store still unavailable; %d delivery marks wait", len(marks))
+                return
+            with self._lock:
+                if self._marks.get(message_id) is mark:
+                    del self._marks[message_id]
         with self._lock:
             waiting = list(self._memory)
         if waiting:
@@ -178,19 +212,22 @@ class Outbox:
             with self._lock:
                 for _ in waiting:
                     self._memory.popleft()
-        while True:
-            with self._lock:
-                if not self._deferred:
-                    return
-                deferred = self._deferred[0]
+        with self._lock:
+            deferred = list(self._deferred)
+        for item in deferred:  # each on its own: one that keeps failing blocks none of the others
             try:
-                deferred.write()
+                item.write()
             except Exception:
-                log.debug("deferred write still failing: %s", deferred.what)
-                return
-            log.info("deferred write done: %s", deferred.what)
+                log.debug("deferred write still failing: %s", item.what)
+                continue
+            log.info("deferred write done: %s", item.what)
             with self._lock:
-                self._deferred.popleft()
+                self._deferred.remove(item)
+
+    def leftovers(self) -> tuple[list[OutboxMessage], list[str]]:
+        """What the store never took (at shutdown): messages still in memory, and deferred writes."""
+        with self._lock:
+            return [m for m in self._memory if m.state == "pending"], [d.what for d in self._deferred]
 
     def due(self, limit: int = 50) -> list[OutboxMessage]:
         """The next message of each group that may be sent now: from memory while the store fails."""
@@ -203,24 +240,52 @@ class Outbox:
                         heads.setdefault(m.group, m)
                 return [m for m in heads.values() if m.not_before <= now][:limit]
         try:
-            return self.store.outbox_due(now, limit)
+            stored = self.store.outbox_due(now, limit)
         except Exception:
             log.exception("could not read the outbox; trying again")
             return []
+        with self._lock:  # a message whose mark has not landed waits (its group behind it): never sent twice
+            marks = dict(self._marks)
+        ready = [
+            m
+            for m in stored
+            if m.id not in marks
+            or (marks[m.id].get("state", "pending") == "pending" and marks[m.id]["not_before"] <= now)
+        ]
+        return [self._marked(m) for m in ready]
 
     def resolve(self, key: str) -> OutboxMessage | None:
         return self.get(key)
 
     def done(self, message: OutboxMessage, *, state: State, ts: str | None = None, detail: str | None = None) -> bool:
+        """Mark a message sent or failed. If the store cannot take the mark, it is kept here until it can."""
         if message.id < 0:
             return self._in_memory(message, state=state, ts=ts, detail=detail)
-        return self.store.outbox_done(message, state=state, ts=ts, detail=detail)
+        try:
+            return self.store.outbox_done(message, state=state, ts=ts, detail=detail)
+        except Exception:
+            log.exception(
+                "could not mark a message %s; kept until the store is back", state, extra={"key": message.key}
+            )
+            with self._lock:
+                self._marks[message.id] = {"state": state, "ts": ts, "detail": detail, "version": message.version}
+            return True
 
     def retry(self, message: OutboxMessage, *, not_before: float, uncertain: bool, detail: str) -> None:
         if message.id < 0:
             self._in_memory(message, state="pending", not_before=not_before, uncertain=uncertain, detail=detail)
             return
-        self.store.outbox_retry(message, not_before=not_before, uncertain=uncertain, detail=detail)
+        try:
+            self.store.outbox_retry(message, not_before=not_before, uncertain=uncertain, detail=detail)
+        except Exception:
+            log.exception("could not note a retry; kept until the store is back", extra={"key": message.key})
+            with self._lock:
+                self._marks[message.id] = {
+                    "not_before": not_before,
+                    "uncertain": uncertain,
+                    "detail": detail,
+                    "version": message.version,
+                }
 
     def record(self, event: str, **fields: Any) -> None:
         """An audit entry about delivery; deferred if the store fails."""
@@ -248,3 +313,8 @@ class Outbox:
                     self._memory[i] = replace(m, attempts=m.attempts + 1, **changes)
                     return True
         return False
+
+
+def _stub(message_id: int) -> OutboxMessage:
+    """Enough of a message to address its store row by ID (for marks that land late)."""
+    return OutboxMessage(key="", kind="post", channel="", id=message_id)

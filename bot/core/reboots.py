@@ -259,8 +259,11 @@ class RebootService:
         """A store write that must happen: now, or (with an outbox) as soon as the store is back."""
         if self.outbox is not None:
             self.outbox.attempt(what, write)
-        else:
+            return
+        try:  # no outbox (the console): say so loudly, and let the answer DBSS gave still reach the person
             write()
+        except Exception:
+            log.exception("state store write failed and cannot be retried here: %s", what)
 
     def _release(self, instance_id: str, correlation_id: str) -> None:
         self._must(
@@ -621,12 +624,17 @@ class RebootService:
     def _settle(self, result: Outcome, announce: Announce | None, /, **fields: object) -> None:
         """Record the result and its messages in one step; if the store fails, the messages go out anyway."""
         self.metrics.reboot(str(fields["outcome"]))
-        messages = list(announce(result)) if announce is not None else []
+        try:
+            messages = list(announce(result)) if announce is not None else []
+        except Exception:  # a bug in the wording must not cost the person the answer: plain words instead
+            log.exception("could not build the announcement; sending a plain one")
+            messages = list(announce(OutcomeUnknown(result.instance_id, "see the audit trail"))) if announce else []
         try:
             self._record("reboot_result", messages, **fields)
         except Exception:
             if self.outbox is None:
-                raise
+                log.exception("could not record the reboot result (the console shows it all the same)")
+                return
             log.exception("could not record the reboot result; telling people first, recording later")
             self.outbox.put(messages)
             self.outbox.later(

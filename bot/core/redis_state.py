@@ -62,10 +62,24 @@ LEASE = (
     "if owner == false or owner == ARGV[1] then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end "
     "return 0"
 )
-# Change a pending outbox message only if it is still the version we read (cjson is Redis' own).
+# Outbox messages are JSON with `blocks` kept as a JSON string, so Lua's cjson (which turns an empty list
+# into an object) never decodes Slack's blocks.
+# Insert a message in one step: its ID, its key (kept if taken: then 0), its body, the pending set, and for an
+# update the pointer that later updates of the same message fold into.
+OUTBOX_INSERT = (
+    "local id = redis.call('INCR', KEYS[1]) "
+    "if not redis.call('SET', KEYS[2], id, 'NX', 'EX', ARGV[3]) then return 0 end "
+    "local m = cjson.decode(ARGV[1]) m['id'] = id "
+    "redis.call('SET', ARGV[4] .. id, cjson.encode(m), 'EX', ARGV[3]) "
+    "if m['state'] == 'pending' then redis.call('ZADD', KEYS[3], id, id) "
+    "if ARGV[2] ~= '' then redis.call('SET', ARGV[2], id, 'EX', ARGV[3]) end end "
+    "return id"
+)
+# Change a pending outbox message only if it is still pending and the version we read (cjson is Redis' own).
 OUTBOX_FINISH = (
     "local raw = redis.call('GET', KEYS[1]) if not raw then return 0 end "
-    "local m = cjson.decode(raw) if m['version'] ~= tonumber(ARGV[1]) then return 0 end "
+    "local m = cjson.decode(raw) if m['state'] ~= 'pending' then return 0 end "
+    "if m['version'] ~= tonumber(ARGV[1]) then return 0 end "
     "local changes = cjson.decode(ARGV[2]) for k, v in pairs(changes) do m[k] = v end "
     "m['attempts'] = m['attempts'] + 1 "
     "redis.call('SET', KEYS[1], cjson.encode(m), 'KEEPTTL') "
@@ -140,6 +154,9 @@ class RedisBackedStore(StateStore):
         self._redis = client
         self._prefix = prefix
         self._lease_ms = int(lease_seconds * 1000)
+        # A thread's delivery lease outlives a round of Slack calls (each up to SLACK_TIMEOUT_SECONDS, twice with
+        # a look-up), so another replica never takes it over mid-send.
+        self._outbox_lease_ms = max(self._lease_ms, 120_000)
         self.replica = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         # The name this replica's audit entries carry: kept in its state file, so a restart is the same replica
         # and recovers its own interrupted reboots at once (process names change with every start).
@@ -407,20 +424,35 @@ class RedisBackedStore(StateStore):
             for m in messages:
                 if m.kind == "update" and m.target and m.state == "pending":
                     pending = self._redis.get(self.key("outbox-update", m.target))
-                    changes = json.dumps({"text": m.text, "blocks": m.blocks})
+                    blocks = json.dumps(m.blocks) if m.blocks is not None else None
+                    changes = json.dumps({"text": m.text, "blocks": blocks})
                     if pending and self._redis.eval(OUTBOX_COALESCE, 1, self.key("outbox", _text(pending)), changes):
                         continue
-                number = int(self._redis.incr(self.key("outbox-seq")))
-                if not self._redis.set(self.key("outbox-key", m.key), number, nx=True, ex=OUTBOX_SECONDS):
-                    continue
-                stored = replace(m, id=number, version=0, created_at=m.created_at or now)
-                pipe = self._redis.pipeline()
-                pipe.set(self.key("outbox", str(number)), json.dumps(asdict(stored)), ex=OUTBOX_SECONDS)
-                if m.state == "pending":
-                    pipe.zadd(self.key("outbox-pending"), {str(number): number})
-                    if m.kind == "update" and m.target:
-                        pipe.set(self.key("outbox-update", m.target), number, ex=OUTBOX_SECONDS)
-                pipe.execute()
+                stored = replace(m, id=0, version=0, created_at=m.created_at or now)
+                pointer = self.key("outbox-update", m.target) if m.kind == "update" and m.target else ""
+                inserted = self._redis.eval(
+                    OUTBOX_INSERT,
+                    3,
+                    self.key("outbox-seq"),
+                    self.key("outbox-key", m.key),
+                    self.key("outbox-pending"),
+                    _dump_outbox(stored),
+                    pointer,
+                    OUTBOX_SECONDS,
+                    self.key("outbox", ""),
+                )
+                if not inserted and m.state == "sent":  # sent from memory while the store failed: mark it so
+                    number = self._redis.get(self.key("outbox-key", m.key))
+                    if number:
+                        self._redis.eval(
+                            OUTBOX_FINISH.replace("if m['version'] ~= tonumber(ARGV[1]) then return 0 end ", ""),
+                            2,
+                            self.key("outbox", _text(number)),
+                            self.key("outbox-pending"),
+                            0,
+                            json.dumps({"state": "sent", "ts": m.ts}),
+                            _text(number),
+                        )
 
     def outbox_due(self, now: float, limit: int) -> list[OutboxMessage]:
         """The oldest pending message of each thread whose delivery lease this replica holds or takes."""
@@ -432,14 +464,14 @@ class RedisBackedStore(StateStore):
             heads: dict[str, OutboxMessage] = {}
             for raw in raws:
                 if raw:
-                    m = OutboxMessage(**json.loads(raw))
+                    m = _load_outbox(raw)
                     if m.state == "pending":
                         heads.setdefault(m.group, m)
             due: list[OutboxMessage] = []
             for group, m in heads.items():
                 if m.not_before > now or len(due) >= limit:
                     continue
-                if self._redis.eval(LEASE, 1, self.key("outbox-lease", group), self.replica, self._lease_ms):
+                if self._redis.eval(LEASE, 1, self.key("outbox-lease", group), self.replica, self._outbox_lease_ms):
                     due.append(m)
         return due
 
@@ -447,7 +479,7 @@ class RedisBackedStore(StateStore):
         with self._shared():
             number = self._redis.get(self.key("outbox-key", key))
             raw = self._redis.get(self.key("outbox", _text(number))) if number else None
-        return OutboxMessage(**json.loads(raw)) if raw else None
+        return _load_outbox(raw) if raw else None
 
     def outbox_done(self, message: OutboxMessage, *, state: State, ts: str | None, detail: str | None) -> bool:
         changes: dict[str, Any] = {"state": state, "detail": detail}
@@ -470,7 +502,7 @@ class RedisBackedStore(StateStore):
         changes = {"not_before": not_before, "uncertain": uncertain, "detail": detail}
         with self._shared():
             self._redis.eval(
-                OUTBOX_FINISH.replace("m['version'] ~= tonumber(ARGV[1])", "false"),
+                OUTBOX_FINISH.replace("if m['version'] ~= tonumber(ARGV[1]) then return 0 end ", ""),
                 2,
                 self.key("outbox", str(message.id)),
                 self.key("outbox-pending"),
@@ -500,6 +532,21 @@ def _stream_entry(fields: Mapping[bytes, bytes]) -> AuditEntry:
             values[name] = _text(raw_value)
     values["at"] = float(values["at"] or 0.0)
     return AuditEntry(**values)
+
+
+def _dump_outbox(m: OutboxMessage) -> str:
+    fields = asdict(m)
+    fields["blocks"] = json.dumps(m.blocks) if m.blocks is not None else None
+    return json.dumps(fields)
+
+
+def _load_outbox(raw: bytes | str) -> OutboxMessage:
+    fields = json.loads(raw)
+    if isinstance(fields.get("blocks"), str):
+        fields["blocks"] = json.loads(fields["blocks"])
+    elif fields.get("blocks") is not None and not isinstance(fields["blocks"], list):
+        fields["blocks"] = None
+    return OutboxMessage(**fields)
 
 
 def _text(value: bytes | str) -> str:

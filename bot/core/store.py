@@ -335,7 +335,7 @@ class StateStore:
                 )
                 if cursor.rowcount:
                     continue
-            db.execute(
+            cursor = db.execute(
                 "INSERT OR IGNORE INTO outbox (key, grp, kind, channel, correlation_id, thread_ts, text, blocks, "
                 "target, ts, broadcast, must_see, recipient, version, state, attempts, not_before, uncertain, detail, "
                 "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)",
@@ -361,6 +361,11 @@ class StateStore:
                     m.created_at or now,
                 ),
             )
+            if not cursor.rowcount and m.state == "sent":  # sent from memory while the store failed: mark it so
+                db.execute(
+                    "UPDATE outbox SET state = 'sent', ts = COALESCE(?, ts) WHERE key = ? AND state = 'pending'",
+                    (m.ts, m.key),
+                )
 
     def outbox_due(self, now: float, limit: int) -> list[OutboxMessage]:
         """The oldest waiting message of each group, if it may be sent now (later ones wait behind it)."""
@@ -382,8 +387,10 @@ class StateStore:
         """Mark a message sent or failed; False if its content changed meanwhile (it is sent again, newer)."""
         with self._transaction() as db:
             cursor = db.execute(
-                "UPDATE outbox SET state = ?, ts = COALESCE(?, ts), detail = ?, attempts = attempts + 1 "
-                "WHERE id = ? AND version = ?",
+                # A response_url is a bearer URL: it is not kept once its answer is settled.
+                "UPDATE outbox SET state = ?, ts = COALESCE(?, ts), detail = ?, attempts = attempts + 1, "
+                "target = CASE WHEN kind = 'respond' THEN NULL ELSE target END "
+                "WHERE id = ? AND version = ? AND state = 'pending'",
                 (state, ts, detail, message.id, message.version),
             )
             return cursor.rowcount == 1

@@ -41,18 +41,23 @@ def card_anchor(
     )
 
 
-def card_line(anchor: OutboxMessage, line: str, *, step: str) -> OutboxMessage:
-    """The card, its buttons gone, with a line saying where the reboot stands."""
+def card_line(correlation_id: str, *, channel: str, thread_ts: str | None, line: str, step: str) -> OutboxMessage:
+    """The card, its buttons gone, with a line saying where the reboot stands. The deliverer builds the blocks
+    from the card's anchor when it sends the update, so writing this never needs to read the store."""
     return OutboxMessage(
-        key=f"{anchor.key}:{step}",
+        key=f"{card_key(correlation_id)}:{step}",
         kind="update",
-        channel=anchor.channel,
-        correlation_id=anchor.correlation_id,
-        thread_ts=anchor.thread_ts,
-        target=anchor.key,
+        channel=channel,
+        correlation_id=correlation_id,
+        thread_ts=thread_ts,
+        target=card_key(correlation_id),
         text=line,
-        blocks=messages.resolved_card(anchor.blocks or [], line),
     )
+
+
+def anchored_line(anchor: OutboxMessage, line: str, *, step: str) -> OutboxMessage:
+    cid = anchor.correlation_id or ""
+    return card_line(cid, channel=anchor.channel, thread_ts=anchor.thread_ts, line=line, step=step)
 
 
 def private(
@@ -91,11 +96,11 @@ def outcome(anchor: OutboxMessage, decision: Confirmed, result: Outcome) -> list
             must_see=True,
             recipient=c.requester,
         ),
-        card_line(anchor, messages.outcome_line(result, decision), step="outcome"),
+        anchored_line(anchor, messages.outcome_line(result, decision), step="outcome"),
     ]
 
 
-def interrupted(found: Interrupted, anchor: OutboxMessage | None) -> list[OutboxMessage]:
+def interrupted(found: Interrupted) -> list[OutboxMessage]:
     """What a restarted bot tells a thread whose outcome it never reported."""
     e = found.entry
     cid = e.correlation_id or ""
@@ -111,8 +116,8 @@ def interrupted(found: Interrupted, anchor: OutboxMessage | None) -> list[Outbox
             recipient=e.user_id,
         )
     ]
-    if anchor is not None:
-        said.append(card_line(anchor, messages.interrupted_line(found), step="outcome"))
+    line = messages.interrupted_line(found)
+    said.append(card_line(cid, channel=e.channel or "", thread_ts=e.thread_ts, line=line, step="outcome"))
     return said
 
 
@@ -141,7 +146,7 @@ def progress(followup: FollowUp, text: str) -> OutboxMessage:
     )
 
 
-def ending(followup: FollowUp, end: Ending, anchor: OutboxMessage | None) -> list[OutboxMessage]:
+def ending(followup: FollowUp, end: Ending) -> list[OutboxMessage]:
     """The follow-up's end: its progress message closed, the ending in the thread (an alert unless healthy, also
     shown in the channel), and the card's last line."""
     said: list[OutboxMessage] = []
@@ -161,6 +166,13 @@ def ending(followup: FollowUp, end: Ending, anchor: OutboxMessage | None) -> lis
             recipient=followup.requester,
         )
     )
-    if anchor is not None:
-        said.append(card_line(anchor, messages.ending_line(followup, end), step="end"))
+    said.append(
+        card_line(
+            followup.correlation_id,
+            channel=followup.channel,
+            thread_ts=followup.thread_ts,
+            line=messages.ending_line(followup, end),
+            step="end",
+        )
+    )
     return said

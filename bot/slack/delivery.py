@@ -81,6 +81,8 @@ class Deliverer:
         self._clock = clock
         self._stop = threading.Event()
         self._round = threading.Lock()  # rounds never overlap: one message is never sent by two of them
+        self._newest_lock = threading.Lock()
+        self._newest_update: dict[str, float] = {}  # by message ts: when the newest state sent was written
         self._thread: threading.Thread | None = None
         self.rounds = 0
         self.last_round_at = time.monotonic()
@@ -102,6 +104,7 @@ class Deliverer:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self.outbox.begin_round()
             try:
                 sent = self.deliver_round()
             except Exception:
@@ -122,15 +125,28 @@ class Deliverer:
             return len(due)
 
     def flush(self, timeout: float) -> None:
-        """Deliver what is due now, for at most `timeout` seconds (at shutdown)."""
+        """At shutdown: deliver what is due and land what the store has not taken yet, for at most `timeout`
+        seconds. What the store still has not taken then is lost with this process: each item is logged."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if not self.deliver_round():
-                    return
+                sent = self.deliver_round()
             except Exception:
                 log.exception("outbox delivery round failed at shutdown")
+                sent = 0
+            memory, deferred = self.outbox.leftovers()
+            if not sent and not memory and not deferred:
                 return
+            if not sent:
+                time.sleep(0.2)
+        memory, deferred = self.outbox.leftovers()
+        for m in memory:
+            log.error(
+                "stopping with a message the state store never took: it is lost",
+                extra={"correlation_id": m.correlation_id, "key": m.key, "channel": m.channel, "text": m.text[:300]},
+            )
+        for what in deferred:
+            log.error("stopping with a state store write that never landed: %s", what)
 
     # --- one message -------------------------------------------------------------------------------------
 
@@ -220,17 +236,27 @@ class Deliverer:
         return str(response["ts"])
 
     def _update(self, m: OutboxMessage) -> str | None:
-        ts = m.ts
+        ts, blocks = m.ts, m.blocks
         if ts is None and m.target:
-            target = self.outbox.resolve(m.target)
+            try:
+                target = self.outbox.resolve(m.target)
+            except Exception as err:  # cannot tell: not the same as "never posted"
+                raise _Retry(f"cannot read the message to update ({type(err).__name__})") from err
             if target is None or target.state == "failed":
                 raise _Undeliverable(f"the message to update ({m.target}) was never posted")
             if target.ts is None:
                 raise _Retry(f"the message to update ({m.target}) is not posted yet")
             ts = target.ts
+            if blocks is None and target.kind == "anchor":  # the card: its content, then the line
+                blocks = messages.resolved_card(target.blocks or [], m.text)
         if ts is None:
             raise _Undeliverable("nothing to update")
-        self._call(m, "chat_update", channel=m.channel, ts=ts, text=m.text, blocks=m.blocks or [])
+        with self._newest_lock:
+            if m.created_at < self._newest_update.get(ts, 0.0):  # a newer state already went out: never go back
+                return ts
+        self._call(m, "chat_update", channel=m.channel, ts=ts, text=m.text, blocks=blocks or [])
+        with self._newest_lock:
+            self._newest_update[ts] = max(self._newest_update.get(ts, 0.0), m.created_at)
         return ts
 
     def _respond(self, m: OutboxMessage) -> None:

@@ -22,5 +22,4 @@ class SlackFollowUpNotifier:
 
     def finished(self, followup: FollowUp, ending: Ending) -> Sequence[OutboxMessage]:
         """The messages that end a follow-up; the follower writes them with its audit entry."""
-        anchor = self._outbox.get(announce.card_key(followup.correlation_id))
-        return announce.ending(followup, ending, anchor)
+        return announce.ending(followup, ending)

@@ -7,6 +7,7 @@ so no Slack failure can stand between a claimed confirmation and its DBSS call o
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
@@ -29,6 +30,8 @@ from bot.core.reboots import (
 )
 from bot.slack import announce, messages
 from bot.slack.listeners.common import TS, Deps, privately, run_reporting, say_privately
+
+log = logging.getLogger(__name__)
 
 
 def register(app: App, deps: Deps) -> None:
@@ -163,12 +166,15 @@ def decide_and_act(deps: Deps, respond: Respond, click: Click) -> None:
         channel=click.channel,
         card_ts=click.message_ts,
         thread_ts=click.thread_ts,
-        blocks=click.blocks,
+        blocks=[b for b in click.blocks if isinstance(b, dict)],
     )
-    line = messages.decision_line(decision)
-    deps.outbox.put([anchor, announce.card_line(anchor, line, step=_step(decision))])
-    if isinstance(decision, Expired):
-        answer(text=line)
+    try:  # the card's line: nothing here may stand between a claimed confirmation and its DBSS call
+        line = messages.decision_line(decision)
+        deps.outbox.put([anchor, announce.anchored_line(anchor, line, step=_step(decision))])
+        if isinstance(decision, Expired):
+            answer(text=line)
+    except Exception:
+        log.exception("could not write the card's line; going on", extra={"correlation_id": click.reference})
     if isinstance(decision, Confirmed):
         execute = partial(
             deps.service.execute,
