@@ -87,7 +87,11 @@ class Harness:
     def start(self) -> None:
         self.bot = build(self.settings)
         self._server = make_server(
-            "127.0.0.1", 0, wsgi_app(self.bot.app), server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
+            "127.0.0.1",
+            0,
+            wsgi_app(self.bot.app, signing_secret=SIGNING_SECRET),
+            server_class=_ThreadingWSGIServer,
+            handler_class=_QuietHandler,
         )
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self._server.server_port}", timeout=10)

@@ -9,6 +9,7 @@ from slack_bolt import App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 
+from bot.slack import guard
 from bot.slack.listeners import Deps, register
 
 if TYPE_CHECKING:
@@ -36,9 +37,11 @@ def build_app(*, client: WebClient, signing_secret: str | None, deps: Deps) -> A
     return app
 
 
-def wsgi_app(app: App, *, path: str = "/slack/events") -> WSGIApplication:
-    """Slack's commands and interactivity at POST `path`, and GET /healthz for the load balancer."""
-    slack = SlackRequestHandler(app, path=path)
+def wsgi_app(app: App, *, signing_secret: str, path: str = "/slack/events") -> WSGIApplication:
+    """Slack's commands and interactivity at POST `path`, and GET /healthz for the load balancer.
+
+    Requests reach Bolt through the guard (bot/slack/guard.py): signed, fresh, small and well-formed only."""
+    slack = guard.guarded(SlackRequestHandler(app, path=path), signing_secret=signing_secret, path=path)
 
     def application(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == "/healthz" and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
