@@ -513,3 +513,47 @@ def test_malformed_socket_mode_envelopes_are_acked_with_nothing_done(
     eventually(lambda: fake.ack(sent), what="the genuine command's ack")
     h.wait_for_card()
     assert len(fake.connections) == 1 and recorder.tracebacks() == []
+
+
+# --- the guard's pure checks --------------------------------------------------------------------------------------
+
+
+def test_the_signature_is_checked_on_the_raw_bytes_before_anything_else() -> None:
+    """check_signature: missing headers, a timestamp that is not digits or more than 5 minutes off either way, a
+    wrong digest; the right one over bytes that are not even UTF-8 holds."""
+    secret, now, body = b"s3cret", 1_700_000_000.0, b"\xff\xfe not utf-8"
+    good = sign_bytes(body, secret="s3cret", timestamp=int(now))
+    ts, sig = good["X-Slack-Request-Timestamp"], good["X-Slack-Signature"]
+    assert guard.check_signature(body, ts, sig, secret=secret, now=now) is None
+    assert guard.check_signature(body, ts, sig, secret=secret, now=now + 300) is None
+    assert "stale" in str(guard.check_signature(body, ts, sig, secret=secret, now=now + 301))
+    assert "stale" in str(guard.check_signature(body, ts, sig, secret=secret, now=now - 301))
+    assert "no Slack signature" in str(guard.check_signature(body, None, sig, secret=secret, now=now))
+    assert "no Slack signature" in str(guard.check_signature(body, ts, "", secret=secret, now=now))
+    assert "malformed" in str(guard.check_signature(body, "-1", sig, secret=secret, now=now))
+    # Arabic-Indic digits: digits to str.isdigit(), and int() reads them too, but Slack sends ASCII only.
+    assert "malformed" in str(guard.check_signature(body, "\u0661" * 10, sig, secret=secret, now=now))
+    assert "wrong" in str(guard.check_signature(body + b"x", ts, sig, secret=secret, now=now))
+    assert "wrong" in str(guard.check_signature(body, ts, sig, secret=b"other", now=now))
+
+
+def test_an_unsigned_ssl_check_is_answered_200_as_bolt_answers_it() -> None:
+    """Slack's certificate probe: 200 with nothing done, signed or not (and not logged as a refusal)."""
+    refusal = guard.screen(
+        b"ssl_check=1&token=x", timestamp=None, signature=None, content_type=None, secret=b"s", now=0.0
+    )
+    assert refusal == guard.Refusal(200, "ssl_check")
+    assert guard.screen(
+        b"ssl_check=1&payload=x", timestamp=None, signature=None, content_type=None, secret=b"s", now=0.0
+    ) == guard.Refusal(401, "no Slack signature")
+
+
+def test_a_well_formed_envelope_of_each_kind_passes(bot: tuple[Harness, Recorder]) -> None:
+    """check_envelope lets through what Slack sends: a command's form and each surface's payload."""
+    h, _ = bot
+    assert guard.check_envelope({"type": "slash_commands", "envelope_id": "e", "payload": command_form(h)}) is None
+    for payload in surfaces(h).values():
+        assert guard.check_envelope({"type": "interactive", "envelope_id": "e", "payload": payload}) is None
+    assert "retry_attempt" in str(
+        guard.check_envelope({"type": "interactive", "envelope_id": "e", "payload": {}, "retry_attempt": "1"})
+    )
