@@ -81,10 +81,16 @@ class Refusal:
 
     status: int
     reason: str
+    reply: str = ""  # for a slash command: a private answer to the person, as the 200's JSON body
 
 
 class Malformed(ValueError):
-    """The body or payload is not what Slack sends; the message says what was wrong."""
+    """The body or payload is not what Slack sends; the message says what was wrong, `reply` what to tell a person
+    who typed a command (if anything)."""
+
+    def __init__(self, reason: str, *, reply: str = "") -> None:
+        super().__init__(reason)
+        self.reply = reply
 
 
 # --- HTTP ---------------------------------------------------------------------------------------------------------
@@ -118,7 +124,7 @@ def screen(
     try:
         read_body(body, content_type)
     except Malformed as err:
-        return Refusal(200, str(err))
+        return Refusal(200, str(err), err.reply)
     return None
 
 
@@ -138,7 +144,11 @@ def read_body(body: bytes, content_type: str | None) -> dict[str, Any]:
     fields = _form(text)
     if "payload" in text:  # as Bolt decides: then it reads only the `payload` field, as JSON
         if "payload" not in fields:
-            raise Malformed("a form that mentions 'payload' without a payload field (Bolt would read it as empty)")
+            # Bolt reads such a form as empty: a command whose text says "payload" would be lost without a word.
+            raise Malformed(
+                "a form that mentions 'payload' without a payload field (Bolt would read it as empty)",
+                reply=_PAYLOAD_WORD if fields.get("command", "").startswith("/") else "",
+            )
         payload = loads(fields["payload"])
         check_interactive(payload)
         return payload
@@ -203,16 +213,25 @@ def guarded(
     return application
 
 
+_PAYLOAD_WORD = (
+    ":warning: The bot cannot read a command that contains the word `payload` (a limit of the Slack library it "
+    "uses). Nothing was done; please type it again without that word."
+)
 _STATUS = {200: "200 OK", 400: "400 Bad Request", 401: "401 Unauthorized", 413: "413 Content Too Large"}
 
 
 def _answer(start_response: StartResponse, refusal: Refusal) -> list[bytes]:
     if refusal.reason != "ssl_check":
         log.warning("refused a request to the Slack endpoint: %s", refusal.reason, extra={"status": refusal.status})
-    body = b"" if refusal.status == 200 else _STATUS[refusal.status].split(" ", 1)[1].encode() + b"\n"
-    start_response(
-        _STATUS[refusal.status], [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
-    )
+    content_type = "text/plain; charset=utf-8"
+    if refusal.reply:
+        body = json.dumps({"response_type": "ephemeral", "text": refusal.reply}).encode()
+        content_type = "application/json"
+    elif refusal.status == 200:
+        body = b""
+    else:
+        body = _STATUS[refusal.status].split(" ", 1)[1].encode() + b"\n"
+    start_response(_STATUS[refusal.status], [("Content-Type", content_type), ("Content-Length", str(len(body)))])
     return [body]
 
 

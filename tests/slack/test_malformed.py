@@ -419,6 +419,20 @@ def test_any_bytes_signed_or_not_never_reach_bolt(bot: tuple[Harness, Recorder])
     still_answers(h, recorder)
 
 
+def test_a_command_saying_payload_is_answered_privately_not_lost(bot: tuple[Harness, Recorder]) -> None:
+    """Bolt reads a form that contains the word "payload" but no payload field as empty (it would 404, and Slack
+    would show dispatch_failed): the guard answers the person privately instead, with nothing done."""
+    h, recorder = bot
+    before = len(recorder.refusals())
+    response = h.command(f"{INSTANCE_ID} reason: payload stuck")
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["response_type"] == "ephemeral" and "`payload`" in answer["text"]
+    assert len(recorder.refusals()) == before + 1
+    h.drain()
+    assert h.dbss.list_requests() == [] and h.slack.messages == {}
+
+
 def test_an_oversized_or_unreadable_body_is_refused_unread(bot: tuple[Harness, Recorder]) -> None:
     """A Content-Length over guard.MAX_BODY: 413 before the body is read (it is never sent here); one that is not
     a number: 400; a body shorter than its Content-Length: 400. Each with one line."""
