@@ -35,4 +35,8 @@ if __name__ == "__main__":
     before = variant == "before"
     # Bolt's defaults hold a request thread until ack() is seen (polled every 10 ms): give that variant the
     # threads it needs, and the other the bot's own setting.
-    serve(lambda: wsgi_app(build(before)), port=int(os.environ["PORT"]), threads=THREADS if before else 32)
+    serve(
+        lambda: wsgi_app(build(before), signing_secret=os.environ["SLACK_SIGNING_SECRET"]),
+        port=int(os.environ["PORT"]),
+        threads=THREADS if before else 32,
+    )

@@ -37,7 +37,8 @@ def serve_http(settings: Settings) -> None:
 
         bot = build(settings)
         running.append(bot)
-        return wsgi_app(bot.app, ops=bot.ops())
+        assert settings.slack_signing_secret is not None  # require_slack checked it for HTTP mode
+        return wsgi_app(bot.app, signing_secret=settings.slack_signing_secret.get_secret_value(), ops=bot.ops())
 
     def close() -> None:
         for bot in running:

@@ -89,7 +89,7 @@ class Harness:
         self._server = make_server(
             "127.0.0.1",
             0,
-            wsgi_app(self.bot.app, ops=self.bot.ops()),
+            wsgi_app(self.bot.app, signing_secret=SIGNING_SECRET, ops=self.bot.ops()),
             server_class=_ThreadingWSGIServer,
             handler_class=_QuietHandler,
         )

@@ -12,6 +12,7 @@ from slack_sdk import WebClient
 from bot.health import PATHS as OPS_PATHS
 from bot.health import ops_app
 from bot.metrics import Metrics
+from bot.slack import guard
 from bot.slack.listeners import Deps, register
 from bot.slack.metering import AckMetrics
 
@@ -44,10 +45,13 @@ def build_app(*, client: WebClient, signing_secret: str | None, deps: Deps, metr
     return app
 
 
-def wsgi_app(app: App, *, path: str = "/slack/events", ops: WSGIApplication | None = None) -> WSGIApplication:
-    """Slack's commands and interactivity at POST `path`; GET or HEAD /healthz, /readyz and /metrics go to `ops`
-    (bot/health.py; without it, /healthz alone, always 200)."""
-    slack = SlackRequestHandler(app, path=path)
+def wsgi_app(
+    app: App, *, signing_secret: str, path: str = "/slack/events", ops: WSGIApplication | None = None
+) -> WSGIApplication:
+    """Slack's commands and interactivity at POST `path`, through the guard (bot/slack/guard.py: signed, fresh,
+    small and well-formed only); GET or HEAD /healthz, /readyz and /metrics go to `ops` (bot/health.py; without
+    it, /healthz alone, always 200)."""
+    slack = guard.guarded(SlackRequestHandler(app, path=path), signing_secret=signing_secret, path=path)
     health = ops or ops_app(None, None)
 
     def application(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:

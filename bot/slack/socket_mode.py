@@ -20,6 +20,8 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 from websockets.protocol import State
 from websockets.sync.client import ClientConnection, connect
 
+from bot.slack import guard
+
 log = logging.getLogger(__name__)
 
 
@@ -184,7 +186,11 @@ class SocketMode:
                     log.info("Slack asks for a new Socket Mode connection", extra={"reason": message.get("reason")})
                     link.moving.set()
                     self._want_new(link)
-                elif message.get("envelope_id") and not self._closing.is_set():
+                elif (
+                    isinstance(message.get("envelope_id"), str)
+                    and message["envelope_id"]
+                    and not self._closing.is_set()
+                ):
                     try:
                         self._pool.submit(self._serve, link, message)
                     except RuntimeError:  # closing: the pool takes no more work
@@ -207,6 +213,13 @@ class SocketMode:
     # --- envelopes ------------------------------------------------------------------------------------
 
     def _serve(self, link: _Link, message: dict[str, Any]) -> None:
+        problem = guard.check_envelope(message)
+        if problem is not None:  # acknowledged with nothing done, as a signed but malformed HTTP request is
+            log.warning(
+                "ignored a malformed Socket Mode envelope: %s", problem, extra={"type": str(message.get("type"))}
+            )
+            self._ack(link, json.dumps({"envelope_id": message["envelope_id"]}), message.get("type"))
+            return
         request = SocketModeRequest.from_dict(message)
         if request is None:
             return
@@ -219,7 +232,9 @@ class SocketMode:
         if response.status != 200:  # unhandled: no ack, as Bolt's handlers do; Slack tells the user
             log.info("no ack for a Socket Mode envelope", extra={"status": response.status, "type": request.type})
             return
-        ack = json.dumps({"envelope_id": request.envelope_id, **_ack_payload(response)})
+        self._ack(link, json.dumps({"envelope_id": request.envelope_id, **_ack_payload(response)}), request.type)
+
+    def _ack(self, link: _Link, ack: str, kind: object) -> None:
         with self._lock:
             current = self._current
         for via in (link,) if current in (None, link) else (link, current):  # if its own is gone, the current
@@ -228,7 +243,7 @@ class SocketMode:
                 return
             except ConnectionClosed:
                 continue
-        log.warning("could not acknowledge a Socket Mode envelope: no connection", extra={"type": request.type})
+        log.warning("could not acknowledge a Socket Mode envelope: no connection", extra={"type": str(kind)})
 
 
 class _Link:
@@ -247,7 +262,7 @@ def _json_object(raw: str | bytes) -> dict[str, Any]:
     """A message from Slack; anything that is not a JSON object reads as empty (and is ignored)."""
     try:
         message = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the interpreter's stack
         return {}
     return message if isinstance(message, dict) else {}
 

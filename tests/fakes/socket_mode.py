@@ -173,6 +173,16 @@ class FakeSocketMode:
         self._run(push())
         return ids
 
+    def send_raw(self, frame: str, *, connection: int | None = None) -> None:
+        """Push one frame as it is, envelope or not (for malformed-input tests)."""
+        conn = self._pick(connection)
+
+        async def push() -> None:
+            assert conn._ws is not None
+            await conn._ws.send(frame)
+
+        self._run(push())
+
     def ack(self, envelope_id: str) -> Ack | None:
         with self.lock:
             return self.acks.get(envelope_id)
