@@ -194,8 +194,14 @@ def test_store_down_while_dbss_answers(tmp_path: Path, fake_dbss: FakeDbss, fake
 
 
 def test_card_update_dropped_at_confirm_still_reboots(fast: Harness) -> None:
-    """The card update at Confirm loses its connection: DBSS is still called, and the lock ends with the reboot."""
-    card = reboot(fast, lambda card: fast.slack.fault("chat.update", "reset", lambda a: a.get("ts") == card.ts))
+    """The card update at Confirm loses its connection, twice (more than a client's own retry): DBSS is still
+    called, and the lock ends with the reboot."""
+
+    def drop_twice(card: Message) -> None:
+        for _ in range(2):
+            fast.slack.fault("chat.update", "reset", lambda a: a.get("ts") == card.ts)
+
+    card = reboot(fast, drop_twice)
     wait_until_over(fast, card)
     assert len(fast.dbss.reboot_requests()) == 1
     assert fast.bot.store.current_lock(INSTANCE_ID) is None
@@ -286,8 +292,8 @@ def test_late_click_on_a_confirmed_card_changes_nothing(fast: Harness) -> None:
     assert len(fast.dbss.reboot_requests()) == 1
 
 
-def test_gone_needs_two_good_lists(fast: Harness) -> None:
-    """A list answer without 'instances' is an error, and one good list without the instance is not 'gone'."""
+def test_a_list_answer_without_instances_ends_nothing(fast: Harness) -> None:
+    """Three list answers without 'instances' in a row: an error to wait out, not 'every instance is gone'."""
     fast.dbss.reboot_polls = 8
     card = reboot(fast)
     eventually(lambda: fast.bot.store.active_followups(), what="the follow-up")
@@ -295,9 +301,20 @@ def test_gone_needs_two_good_lists(fast: Harness) -> None:
 
     for _ in range(3):
         fast.dbss.script("list", Answer(200, {"total": 0}))  # malformed: no instances key
-    hidden = fast.dbss.instances.pop(INSTANCE_ID)
-    time.sleep(0.08)  # about one poll without the instance
-    fast.dbss.instances[INSTANCE_ID] = hidden
+    wait_until_over(fast, card)
+    texts = thread(fast, card)
+    assert count(texts, "no longer in the DBSS instance list") == 0, texts
+    assert count(texts, "back to *ACTIVE*") == 1
+
+
+def test_one_good_list_without_the_instance_is_not_gone(fast: Harness) -> None:
+    """The instance missing from one good list (and back in the next): not 'gone'."""
+    fast.dbss.reboot_polls = 8
+    card = reboot(fast)
+    eventually(lambda: fast.bot.store.active_followups(), what="the follow-up")
+    from tests.fakes.http import Answer
+
+    fast.dbss.script("list", Answer(200, {"instances": [], "total": 0}))
     wait_until_over(fast, card)
     texts = thread(fast, card)
     assert count(texts, "no longer in the DBSS instance list") == 0, texts
@@ -360,7 +377,8 @@ def test_interrupted_reboots_all_told_despite_a_network_error(
             thread_ts=ts,
         )
     store.close()
-    fake_slack.fault("chat.postMessage", "reset")
+    for _ in range(2):  # more than a client's own retry
+        fake_slack.fault("chat.postMessage", "reset")
     h = Harness(tmp_path, fake_dbss, fake_slack, **FAST)
     try:
         for ts in ("1700000000.000101", "1700000000.000102"):
@@ -384,3 +402,29 @@ def test_answer_to_a_click_reaches_the_clicker_when_the_response_url_has_expired
     [dm] = eventually(lambda: fast.slack.posted("UBOB", "Only the person who asked"), what="the direct message")
     assert "expired_url" in dm.text or "404" in dm.text
     assert fast.dbss.reboot_requests() == []
+
+
+def test_progress_update_ratelimited_three_times_the_end_still_arrives(fast: Harness) -> None:
+    """The progress message's last update answered 429 three times (past a client's own retries): the end is
+    still posted once."""
+
+    def limit(_: Message) -> None:
+        for _ in range(3):
+            fast.slack.fault("chat.update", "ratelimited", lambda a: "Followed" in text_of(a))
+
+    card = reboot(fast, limit)
+    wait_until_over(fast, card)
+    assert count(thread(fast, card), "back to *ACTIVE*") == 1
+
+
+def test_an_unreadable_reboot_answer_is_outcome_unknown(fast: Harness) -> None:
+    """DBSS answers the reboot with a body that cannot be decoded: 'outcome unknown' in the thread, never
+    'something went wrong', and the reboot is not repeated."""
+    from tests.fakes.http import Answer
+
+    fast.dbss.script("reboot", Answer(200, raw=b"\x00not gzip", headers={"Content-Encoding": "gzip"}))
+    card = reboot(fast)
+    [reply] = eventually(lambda: thread(fast, card), what="the outcome")
+    assert "Outcome unknown" in reply
+    assert all("Something went wrong" not in t for t in fast.slack.hook_texts())
+    assert len(fast.dbss.reboot_requests()) == 1

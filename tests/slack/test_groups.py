@@ -63,3 +63,12 @@ def test_failure_never_widens(fake_slack: FakeSlack) -> None:
     fake_slack.fault("usergroups.users.list", "500")
     groups.refresh()
     assert groups.members() == frozenset()
+
+
+def test_refresh_itself_never_raises_on_a_network_error(fake_slack: FakeSlack) -> None:
+    """refresh() at start-up meets a dropped connection: it returns (the bot starts), keeping no one in."""
+    clock = Clock()
+    groups = directory(fake_slack, clock)
+    fake_slack.fault("usergroups.users.list", "reset")
+    groups.refresh()
+    assert groups.members() == frozenset()
