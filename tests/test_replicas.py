@@ -51,8 +51,8 @@ def test_confirmation_lock_and_cooldown_are_shared(tmp_path: Path, redis_url: st
 
 def test_a_dead_replicas_follow_up_is_taken_over(tmp_path: Path, redis_url: str) -> None:
     """A follow-up owned by a replica that stops renewing its lease passes to another; the ending is reported once."""
-    a = RedisBackedStore.from_url(tmp_path / "a.sqlite3", redis_url, lease_seconds=0.5)
-    b = RedisBackedStore.from_url(tmp_path / "b.sqlite3", redis_url, lease_seconds=0.5)
+    a = RedisBackedStore.from_url(tmp_path / "a.sqlite3", redis_url, lease_seconds=0.5, outbox_lease_seconds=0.5)
+    b = RedisBackedStore.from_url(tmp_path / "b.sqlite3", redis_url, lease_seconds=0.5, outbox_lease_seconds=0.5)
     try:
         now = time.time()
         a.add_followup(FollowUp("c1", INSTANCE_ID, ALICE, ALICE, INCIDENTS, "1.1", now, now + 600))
@@ -141,8 +141,8 @@ def test_a_dead_replicas_pending_messages_are_delivered_by_another(
     from bot.slack.delivery import Deliverer
     from tests.fakes.slack import BOT_TOKEN
 
-    a = RedisBackedStore.from_url(tmp_path / "a.sqlite3", redis_url, lease_seconds=0.5)
-    b = RedisBackedStore.from_url(tmp_path / "b.sqlite3", redis_url, lease_seconds=0.5)
+    a = RedisBackedStore.from_url(tmp_path / "a.sqlite3", redis_url, lease_seconds=0.5, outbox_lease_seconds=0.5)
+    b = RedisBackedStore.from_url(tmp_path / "b.sqlite3", redis_url, lease_seconds=0.5, outbox_lease_seconds=0.5)
     said = [
         OutboxMessage(key=f"ref1:{n}", kind="post", channel=INCIDENTS, thread_ts="1700000000.000900", text=text)
         for n, text in enumerate(["first: DBSS accepted", "second: back to ACTIVE"])

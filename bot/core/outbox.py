@@ -82,6 +82,8 @@ class OutboxStore(Protocol):
 
     def failed_recently(self) -> bool: ...
 
+    def outbox_release(self, message: OutboxMessage) -> None: ...
+
     def record(self, event: str, **fields: Any) -> None: ...
 
 
@@ -286,6 +288,14 @@ class Outbox:
                     "detail": detail,
                     "version": message.version,
                 }
+
+    def release(self, message: OutboxMessage) -> None:
+        """The message is handled: its thread's delivery lease is free for whichever replica comes next."""
+        if message.id > 0:
+            try:
+                self.store.outbox_release(message)
+            except Exception:
+                log.debug("could not release a delivery lease; it lapses by itself", exc_info=True)
 
     def record(self, event: str, **fields: Any) -> None:
         """An audit entry about delivery; deferred if the store fails."""

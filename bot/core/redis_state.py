@@ -148,15 +148,17 @@ class RedisBackedStore(StateStore):
         client: redis.Redis,
         prefix: str = "dbss-bot:",
         lease_seconds: float = 30.0,
+        outbox_lease_seconds: float = 25.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(path, clock=clock)
         self._redis = client
         self._prefix = prefix
         self._lease_ms = int(lease_seconds * 1000)
-        # A thread's delivery lease outlives a round of Slack calls (each up to SLACK_TIMEOUT_SECONDS, twice with
-        # a look-up), so another replica never takes it over mid-send.
-        self._outbox_lease_ms = max(self._lease_ms, 120_000)
+        # A thread's delivery lease is taken for one message and released once it is handled; it outlives the
+        # Slack calls of that message, so another replica never takes it over mid-send, and lapses when the
+        # replica holding it dies mid-send.
+        self._outbox_lease_ms = int(outbox_lease_seconds * 1000)
         self.replica = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         # The name this replica's audit entries carry: kept in its state file, so a restart is the same replica
         # and recovers its own interrupted reboots at once (process names change with every start).
@@ -474,6 +476,16 @@ class RedisBackedStore(StateStore):
                 if self._redis.eval(LEASE, 1, self.key("outbox-lease", group), self.replica, self._outbox_lease_ms):
                     due.append(m)
         return due
+
+    def outbox_release(self, message: OutboxMessage) -> None:
+        """Give a thread's delivery lease back once its message is handled (if this replica still holds it)."""
+        with self._shared():
+            self._redis.eval(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+                1,
+                self.key("outbox-lease", message.group),
+                self.replica,
+            )
 
     def outbox_get(self, key: str) -> OutboxMessage | None:
         with self._shared():

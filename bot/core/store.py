@@ -378,6 +378,9 @@ class StateStore:
             ).fetchall()
         return [_outbox_message(row) for row in rows]
 
+    def outbox_release(self, message: OutboxMessage) -> None:
+        """One process delivers from a SQLite file: there is no lease to give back."""
+
     def outbox_get(self, key: str) -> OutboxMessage | None:
         with self._reading() as db:
             row = db.execute(SELECT_OUTBOX + " WHERE key = ?", (key,)).fetchone()

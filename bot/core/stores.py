@@ -20,4 +20,6 @@ def open_store(settings: Settings) -> StateStore:
         settings.bot_state_path,
         settings.redis_url.get_secret_value(),
         lease_seconds=max(3 * settings.bot_poll_interval_seconds, 1.0),
+        # Held only while a message is being sent (a look-up and a post, each up to SLACK_TIMEOUT_SECONDS).
+        outbox_lease_seconds=2 * settings.slack_timeout_seconds + 5,
     )

@@ -152,6 +152,12 @@ class Deliverer:
 
     def _deliver(self, m: OutboxMessage) -> None:
         try:
+            self._handle(m)
+        finally:
+            self.outbox.release(m)
+
+    def _handle(self, m: OutboxMessage) -> None:
+        try:
             ts = self._send(m)
         except _Retry as retry:
             delay = retry.after if retry.after is not None else _backoff(m.attempts)
