@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from slack_bolt import App
@@ -154,7 +155,8 @@ def build(
         outbox=outbox,
         metrics=metrics,
     )
-    deliverer = Deliverer(outbox, delivery_client)
+    # Acks first: a round of deliveries waits for a quiet moment between requests (at most 0.5 s).
+    deliverer = Deliverer(outbox, delivery_client, gate=partial(acks_first.wait_quiet, 0.5))
     metrics.watch(backlog=outbox.backlog, followups=lambda: follower.active)
     readiness = Readiness(
         store_write=store.heartbeat,

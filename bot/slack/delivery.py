@@ -71,6 +71,7 @@ class Deliverer:
         threads: int = 4,
         poll_seconds: float = 1.0,
         webhook: Callable[[str], WebhookClient] = WebhookClient,
+        gate: Callable[[], object] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.outbox = outbox
@@ -78,6 +79,7 @@ class Deliverer:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dbss-deliver")
         self._poll = poll_seconds
         self._webhook = webhook
+        self._gate = gate  # waits (briefly) for a quiet moment between acks before each round
         self._clock = clock
         self._stop = threading.Event()
         self._round = threading.Lock()  # rounds never overlap: one message is never sent by two of them
@@ -105,6 +107,8 @@ class Deliverer:
     def _run(self) -> None:
         while not self._stop.is_set():
             self.outbox.begin_round()
+            if self._gate is not None:
+                self._gate()
             try:
                 sent = self.deliver_round()
             except Exception:

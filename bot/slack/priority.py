@@ -65,6 +65,18 @@ class AcksFirst(Middleware):
             if len(self._held) == 1:  # the releaser sleeps until there is something to release
                 self._changed.notify()
 
+    def wait_quiet(self, max_wait: float) -> None:
+        """Block until no request has been in dispatch for `quiet` seconds, or `max_wait` has passed (for other
+        background work that should yield to acks too: the outbox's deliverer)."""
+        deadline = time.monotonic() + max_wait
+        with self._changed:
+            while not self._closed:
+                now = time.monotonic()
+                quiet_at = now + self._quiet if self._active else self._last_done + self._quiet
+                if now >= quiet_at or now >= deadline:
+                    return
+                self._changed.wait(min(quiet_at, deadline) - now)  # nothing notifies here: recheck after
+
     def close(self) -> None:
         """Hand every held job to the pool now, and take no more (the pool is shut down next)."""
         with self._changed:
