@@ -13,27 +13,13 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 
 from bot.config import StateSettings
-from bot.core.redis_state import AUDIT_STREAM, CLOCK_SKEW_SECONDS, SharedTrail
-from bot.core.store import AuditEntry, StateStore, StateUnavailable
+from bot.core.redis_state import AUDIT_STREAM, CLOCK_SKEW_SECONDS, PREFIX, SharedTrail
+from bot.core.store import AUDIT_FIELDS, AuditEntry, StateStore, StateUnavailable
 
 Format = Literal["jsonl", "csv"]
-COLUMNS = (
-    "at",
-    "at_epoch",
-    "correlation_id",
-    "event",
-    "user_id",
-    "instance_id",
-    "channel",
-    "thread_ts",
-    "outcome",
-    "dbss_request_id",
-    "detail",
-    "replica",
-)
+COLUMNS = ("at", "at_epoch", *AUDIT_FIELDS[1:], "replica")  # the audit trail's own fields, `at` also as epoch
 # A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV Injection").
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-PREFIX = "dbss-bot:"  # RedisBackedStore's default prefix
 
 
 def parse_since(text: str) -> float:

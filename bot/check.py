@@ -15,6 +15,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.config import Settings
+from bot.core.redis_state import PREFIX
 from bot.core.store import StateStore
 from bot.dbss import (
     CredentialsUnavailable,
@@ -205,7 +206,6 @@ def check_state(settings: Settings) -> Result:
 
 
 # The key names of bot/core/redis_state.py (RedisBackedStore's default prefix); the check's test has a store write them.
-PREFIX = "dbss-bot:"
 
 
 def _count(client: redis.Redis, pattern: str) -> int:

@@ -256,9 +256,6 @@ class Outbox:
         ]
         return [self._marked(m) for m in ready]
 
-    def resolve(self, key: str) -> OutboxMessage | None:
-        return self.get(key)
-
     def done(self, message: OutboxMessage, *, state: State, ts: str | None = None, detail: str | None = None) -> bool:
         """Mark a message sent or failed. If the store cannot take the mark, it is kept here until it can."""
         if message.id < 0:

@@ -50,6 +50,7 @@ RECOVERY_WINDOW_SECONDS = 7 * 24 * 3600
 ORPHAN_SECONDS = 15 * 60
 RECOVERY_CLAIM_SECONDS = 10 * 60
 CLOCK_SKEW_SECONDS = 300
+PREFIX = "dbss-bot:"  # every key of the shared state starts with this
 USED_CONFIRMATION_SECONDS = 7 * 24 * 3600  # far beyond any token's expiry (BOT_CONFIRM_TTL_SECONDS <= 3600)
 LAST_REBOOT_SECONDS = 7 * 24 * 3600
 
@@ -146,7 +147,7 @@ class RedisBackedStore(StateStore):
         path: str | Path,
         *,
         client: redis.Redis,
-        prefix: str = "dbss-bot:",
+        prefix: str = PREFIX,
         lease_seconds: float = 30.0,
         outbox_lease_seconds: float = 25.0,
         clock: Callable[[], float] = time.time,

@@ -249,7 +249,7 @@ class Deliverer:
         ts, blocks = m.ts, m.blocks
         if ts is None and m.target:
             try:
-                target = self.outbox.resolve(m.target)
+                target = self.outbox.get(m.target)
             except Exception as err:  # cannot tell: not the same as "never posted"
                 raise _Retry(f"cannot read the message to update ({type(err).__name__})") from err
             if target is None or target.state == "failed":

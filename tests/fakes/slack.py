@@ -19,7 +19,6 @@ from tests.fakes.http import Answer, FakeHttpServer, Received
 from tests.fakes.socket_mode import FakeSocketMode
 
 BOT_TOKEN = "xoxb-test-token"
-DROP = Answer(0)  # scripted: close the connection without answering
 
 
 @dataclass
@@ -85,19 +84,6 @@ class FakeSlack(FakeHttpServer):
         with self.lock:
             self.scripted[method].append(Answer(status, {"ok": False, "error": error}, headers or {}))
 
-    def drop_next(self, method: str, *, after_processing: bool = False) -> None:
-        """The next call's connection closes without an answer: before Slack acted on it, or after."""
-        with self.lock:
-            if after_processing:
-                self.after[method].append("drop")
-            else:
-                self.scripted[method].append(DROP)
-
-    def stall_next(self, method: str, seconds: float) -> None:
-        """The next call is carried out, then answered only after `seconds` (a client timeout in between)."""
-        with self.lock:
-            self.after[method].append(seconds)
-
     def fault(self, method: str, kind: str, when: Callable[[dict[str, Any]], bool] = lambda _: True) -> Fault:
         """Fail the first call of `method` whose arguments satisfy `when`, once:
 
@@ -149,8 +135,7 @@ class FakeSlack(FakeHttpServer):
             )
         with self.lock:
             if self.scripted[method]:
-                scripted = self.scripted[method].popleft()
-                return None if scripted is DROP else scripted
+                return self.scripted[method].popleft()
         args = self.arguments(request)
         handler = getattr(self, "_" + method.replace(".", "_"), None)
         if handler is None:
