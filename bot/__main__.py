@@ -109,8 +109,10 @@ def serve_socket_mode(settings: Settings) -> None:
 
 def run_demo(*, reboot_seconds: float, inp: TextIO = sys.stdin, out: TextIO = sys.stdout) -> int:
     """The terminal demo against the built-in simulator: no Slack workspace, no cloud account."""
+    from bot.config import Target
     from bot.console import Console
     from bot.core.confirmation import ConfirmationSigner
+    from bot.core.fleet import Fleet
     from bot.core.policy import AccessPolicy
     from bot.core.reboots import RebootService
     from bot.core.store import StateStore
@@ -130,8 +132,9 @@ def run_demo(*, reboot_seconds: float, inp: TextIO = sys.stdin, out: TextIO = sy
         with DbssClient(
             base_url=simulator.url, project_id=DEMO_PROJECT_ID, auth=TokenAuth(DEMO_TOKEN), timeout_seconds=10
         ) as client:
+            target = Target("cn-north-4", DEMO_PROJECT_ID, simulator.url)
             service = RebootService(
-                dbss=client,
+                dbss=Fleet([(target, client)]),
                 project_id=DEMO_PROJECT_ID,
                 store=store,
                 policy=AccessPolicy(frozenset({user}), frozenset()),
@@ -175,10 +178,11 @@ def run_console(
     from bot.core.policy import AccessPolicy
     from bot.core.reboots import CONSOLE_CHANNEL, RebootService
     from bot.core.stores import open_store
-    from bot.dbss import build_client
+    from bot.dbss import build_fleet
 
     user = user or console_user()
-    out.write(f"Break-glass console for project {settings.dbss_project_id} at {settings.dbss_base_url}, as {user}.\n")
+    where = ", ".join(f"{t.label} (project {t.project_id} at {t.endpoint})" for t in settings.targets)
+    out.write(f"Break-glass console for {where}, as {user}.\n")
     store = open_store(settings)
     try:
         signer = ConfirmationSigner(store.confirmation_key())
@@ -188,10 +192,11 @@ def run_console(
             asked = _verified(signer, approve)
             if asked is not None and asked.requester.startswith(f"{CONSOLE_CHANNEL}:"):
                 users.add(asked.requester)
-        with build_client(settings) as client:
+        fleet = build_fleet(settings)
+        try:
             service = RebootService(
-                dbss=client,
-                project_id=settings.dbss_project_id,
+                dbss=fleet,
+                project_id=settings.dbss_project,
                 store=store,
                 policy=AccessPolicy(frozenset(users), frozenset()),
                 signer=signer,
@@ -204,6 +209,8 @@ def run_console(
                 service=service, user=user, poll_interval=settings.bot_poll_interval_seconds, inp=inp, out=out
             )
             return console.approve(approve) if approve is not None else console.run()
+        finally:
+            fleet.close()
     finally:
         store.close()
 

@@ -23,7 +23,7 @@ from bot.dbss import (
     DbssNotSent,
     DbssOutcomeUnknown,
     IamPasswordAuth,
-    build_client,
+    build_fleet,
     build_metadata_auth,
 )
 from bot.dbss.errors import DbssError, DbssThrottled
@@ -116,7 +116,7 @@ def _dbss_fix(err: DbssError, settings: Settings) -> str:
     if isinstance(err, CredentialsUnavailable):
         return AGENCY_FIX
     if isinstance(err, DbssNotSent):
-        return "Check DBSS_ENDPOINT (or DBSS_REGION) and the network path to it."
+        return "Check DBSS_ENDPOINT (or DBSS_REGION, or the endpoints in DBSS_TARGETS) and the network path to it."
     if isinstance(err, DbssOutcomeUnknown):
         return "DBSS did not answer in time: check the endpoint, or raise DBSS_TIMEOUT_SECONDS."
     if isinstance(err, DbssThrottled):
@@ -130,35 +130,45 @@ def _dbss_fix(err: DbssError, settings: Settings) -> str:
         if code == "0101" or err.status_code == 404:
             return "The API was not found: check DBSS_ENDPOINT and DBSS_REGION."
         if code == "0310":
-            return "The project is unavailable: check DBSS_PROJECT_ID."
+            return "The project is unavailable: check DBSS_PROJECT_ID (or the project IDs in DBSS_TARGETS)."
     return "See the error above and the README's troubleshooting section."
 
 
-def check_iam(settings: Settings) -> Result | None:
+def check_iam(settings: Settings) -> list[Result] | None:
+    """One project-scoped login per target: each target's token is its own."""
     if settings.credential_kind != "iam":
         return None
     assert settings.dbss_iam_domain and settings.dbss_iam_user and settings.dbss_iam_password
+    results = []
     with httpx.Client(base_url=settings.dbss_iam_endpoint, timeout=settings.dbss_timeout_seconds) as iam:
-        auth = IamPasswordAuth(
-            iam_client=iam,
-            domain=settings.dbss_iam_domain,
-            user=settings.dbss_iam_user,
-            password=settings.dbss_iam_password.get_secret_value(),
-            project_id=settings.dbss_project_id,
-        )
-        try:
-            auth.token()
-        except DbssApiError as err:
-            return Result(
-                "IAM login",
-                False,
-                f"HTTP {err.status_code}: {err.error_msg}",
-                "Check DBSS_IAM_DOMAIN (the account name), DBSS_IAM_USER and DBSS_IAM_PASSWORD, and that the user "
-                "is enabled.",
+        for target in settings.targets:
+            name = "IAM login" + (f" ({target.label})" if len(settings.targets) > 1 else "")
+            auth = IamPasswordAuth(
+                iam_client=iam,
+                domain=settings.dbss_iam_domain,
+                user=settings.dbss_iam_user,
+                password=settings.dbss_iam_password.get_secret_value(),
+                project_id=target.project_id,
             )
-        except DbssError as err:
-            return Result("IAM login", False, str(err), "Check DBSS_IAM_ENDPOINT and the network path to it.")
-    return Result("IAM login", True, f"token issued for {settings.dbss_iam_user} in project {settings.dbss_project_id}")
+            try:
+                auth.token()
+            except DbssApiError as err:
+                results.append(
+                    Result(
+                        name,
+                        False,
+                        f"HTTP {err.status_code}: {err.error_msg} (project {target.project_id})",
+                        "Check DBSS_IAM_DOMAIN (the account name), DBSS_IAM_USER and DBSS_IAM_PASSWORD, that the user "
+                        "is enabled, and that the project ID is right and the user has a role in it.",
+                    )
+                )
+            except DbssError as err:
+                results.append(Result(name, False, str(err), "Check DBSS_IAM_ENDPOINT and the network path to it."))
+            else:
+                results.append(
+                    Result(name, True, f"token issued for {settings.dbss_iam_user} in project {target.project_id}")
+                )
+    return results
 
 
 def check_metadata(settings: Settings) -> Result | None:
@@ -179,17 +189,31 @@ def check_metadata(settings: Settings) -> Result | None:
     )
 
 
-def check_dbss(settings: Settings) -> Result:
-    with build_client(settings) as client:
-        try:
-            instances = client.list_instances()
-        except DbssError as err:
-            return Result("DBSS", False, f"listing instances failed: {err}", _dbss_fix(err, settings))
-    return Result(
-        "DBSS",
-        True,
-        f"{len(instances)} audit instance(s) visible in project {settings.dbss_project_id} at {settings.dbss_base_url}",
-    )
+def check_dbss(settings: Settings) -> list[Result]:
+    """Every target reached with the credentials, each reported on its own line."""
+    results = []
+    fleet = build_fleet(settings)
+    try:
+        for member in fleet.members:
+            target = member.target
+            name = "DBSS" + (f" ({target.label})" if not fleet.single else "")
+            try:
+                instances = member.client.list_instances()
+            except DbssError as err:
+                failed = f"listing instances at {target.endpoint} failed: {err}"
+                results.append(Result(name, False, failed, _dbss_fix(err, settings)))
+                continue
+            results.append(
+                Result(
+                    name,
+                    True,
+                    f"{len(instances)} audit instance(s) visible in project {target.project_id} at {target.endpoint} "
+                    f"({target.region}; credentials accepted)",
+                )
+            )
+    finally:
+        fleet.close()
+    return results
 
 
 def check_state(settings: Settings) -> Result:
@@ -268,7 +292,7 @@ def check_policy(settings: Settings) -> Result:
     return Result("Allow-list", True, f"{len(settings.bot_allowed_users)} user(s) or group(s); channels: {channels}")
 
 
-CHECKS: list[Callable[[Settings], Result | None]] = [
+CHECKS: list[Callable[[Settings], Result | list[Result] | None]] = [
     check_slack_mode,
     check_slack,
     check_iam,
@@ -280,14 +304,16 @@ CHECKS: list[Callable[[Settings], Result | None]] = [
 ]
 
 
+def _as_list(result: Result | list[Result] | None) -> list[Result]:
+    return [] if result is None else result if isinstance(result, list) else [result]
+
+
 def run(settings: Settings, out: TextIO) -> int:
     """Print one line per check, with a fix under each failure; 1 if anything failed, else 0."""
     failed = False
     out.write(f"Configuration: OK (DBSS credentials: {credential_description(settings)})\n")
-    for check in CHECKS:
-        result = check(settings)
-        if result is None:
-            continue
+    results = [r for check in CHECKS for r in _as_list(check(settings))]
+    for result in results:
         mark = "OK  " if result.ok else ("WARN" if result.warning else "FAIL")
         out.write(f"{result.name}: {mark} {result.detail}\n")
         if not result.ok:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -32,6 +34,35 @@ CREDENTIAL_FIELDS = (
 )
 DEFAULT_METADATA_ENDPOINT = "http://169.254.169.254"  # the ECS/CCE metadata service's link-local address
 DEFAULT_STATE_PATH = "dbss-reboot-bot.sqlite3"
+DEFAULT_REGION = "cn-north-4"
+REGION_RE = re.compile(r"[a-z0-9-]{2,40}")
+PROJECT_RE = re.compile(r"[A-Za-z0-9-]{1,64}")
+CHANNEL_RE = re.compile(r"[CGD][A-Z0-9]{2,30}")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One (region, project) the bot serves, and the DBSS endpoint that serves it.
+
+    `key` names it in the state (follow-ups, confirmations); `label` is what people read: the region, or the
+    region and the project's first characters when two projects of one region are served."""
+
+    region: str
+    project_id: str
+    endpoint: str
+    label: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            object.__setattr__(self, "label", self.region)
+
+    @property
+    def key(self) -> str:
+        return f"{self.region}:{self.project_id}"
+
+
+def default_endpoint(region: str) -> str:
+    return f"https://dbss.{region}.myhuaweicloud.com"
 
 
 class ConfigError(Exception):
@@ -51,12 +82,16 @@ class Settings(BaseSettings):
     )
 
     # Huawei Cloud DBSS
-    dbss_project_id: str = Field(
+    # One project: DBSS_PROJECT_ID (and DBSS_REGION, DBSS_ENDPOINT). Several: DBSS_TARGETS. Not both.
+    dbss_project_id: str | None = Field(
+        default=None,
         pattern=r"^[A-Za-z0-9-]{1,64}$",
         validation_alias=AliasChoices("dbss_project_id", "huaweicloud_sdk_project_id"),
     )
-    dbss_region: str = Field(default="cn-north-4", pattern=r"^[a-z0-9-]{2,40}$")
+    dbss_region: str = Field(default=DEFAULT_REGION, pattern=r"^[a-z0-9-]{2,40}$")
     dbss_endpoint: str | None = None
+    # region:project_id[@endpoint], comma-separated (checked, with every bad entry named, by _target_problems).
+    dbss_targets: str | None = None
     dbss_reboot_path: Literal["current", "deprecated"] = "current"
     dbss_auth_token: SecretStr | None = None
     dbss_ak: str | None = Field(default=None, validation_alias=AliasChoices("dbss_ak", "huaweicloud_sdk_ak"))
@@ -90,6 +125,8 @@ class Settings(BaseSettings):
     # Policy and state
     bot_allowed_users: CommaList = ()
     bot_allowed_channels: CommaList = ()
+    # channel_id=region, comma-separated: such a channel reaches only the regions named for it.
+    bot_channel_targets: str | None = None
     bot_confirm_ttl_seconds: int = Field(default=300, ge=10, le=3600)
     bot_state_path: str = DEFAULT_STATE_PATH
     bot_poll_interval_seconds: float = Field(default=10.0, gt=0, le=300)
@@ -129,19 +166,20 @@ class Settings(BaseSettings):
     @classmethod
     def _exactly_one_credential(cls, data: Any, handler: ModelWrapValidatorHandler[Settings]) -> Settings:
         """Check the credentials even when other fields fail, so one message names every problem."""
-        problem = _credential_problem(data if isinstance(data, dict) else {})
+        raw = data if isinstance(data, dict) else {}
+        problems = [p for p in (_credential_problem(raw), *_target_problems(raw)) if p is not None]
         try:
             settings = handler(data)
         except ValidationError as err:
-            if problem is None:
+            if not problems:
                 raise
             details: list[InitErrorDetails] = [
                 {"type": e["type"], "loc": e["loc"], "input": e["input"], "ctx": e.get("ctx", {})} for e in err.errors()
             ]
-            details.append({"type": PydanticCustomError("credentials", problem), "loc": (), "input": None})
+            details += [{"type": PydanticCustomError("settings", p), "loc": (), "input": None} for p in problems]
             raise ValidationError.from_exception_data(err.title, details, hide_input=True) from None
-        if problem is not None:
-            raise ValueError(problem)
+        if problems:
+            raise ValueError("\n  - ".join(problems))
         return settings
 
     @property
@@ -155,8 +193,40 @@ class Settings(BaseSettings):
         return "iam"
 
     @property
+    def targets(self) -> tuple[Target, ...]:
+        """Every (region, project) served: DBSS_TARGETS, or the one DBSS_PROJECT_ID names."""
+        if self.dbss_targets is None:
+            assert self.dbss_project_id is not None  # _target_problems made sure of one form
+            endpoint = self.dbss_endpoint or default_endpoint(self.dbss_region)
+            return (Target(self.dbss_region, self.dbss_project_id, endpoint),)
+        parsed = [_parse_target(entry) for entry in _entries(self.dbss_targets)]
+        targets = [t for t in parsed if isinstance(t, Target)]
+        regions = [t.region for t in targets]
+        return tuple(
+            Target(t.region, t.project_id, t.endpoint, f"{t.region}/{t.project_id[:8]}")
+            if regions.count(t.region) > 1
+            else t
+            for t in targets
+        )
+
+    @property
+    def channel_targets(self) -> dict[str, frozenset[str]]:
+        """BOT_CHANNEL_TARGETS: each channel named there, and the regions it may reach."""
+        scoped: dict[str, set[str]] = {}
+        for entry in _entries(self.bot_channel_targets or ""):
+            channel, _, region = entry.partition("=")
+            scoped.setdefault(channel.strip(), set()).add(region.strip())
+        return {channel: frozenset(regions) for channel, regions in scoped.items()}
+
+    @property
+    def dbss_project(self) -> str:
+        """The project, when there is one (messages of the single-project case); else the targets' labels."""
+        targets = self.targets
+        return targets[0].project_id if len(targets) == 1 else ", ".join(t.label for t in targets)
+
+    @property
     def dbss_base_url(self) -> str:
-        return self.dbss_endpoint or f"https://dbss.{self.dbss_region}.myhuaweicloud.com"
+        return self.targets[0].endpoint
 
     @property
     def socket_mode(self) -> bool:
@@ -209,6 +279,84 @@ def _credential_problem(raw: dict[str, Any]) -> str | None:
         missing = [n.upper() for n in ("dbss_iam_domain", "dbss_iam_user", "dbss_iam_password") if n not in iam]
         return f"IAM password login needs all three variables; missing {', '.join(missing)}"
     return None
+
+
+def _entries(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _parse_target(entry: str) -> Target | str:
+    """A Target from `region:project_id[@endpoint]`, or what is wrong with the entry."""
+    head, at, endpoint = entry.partition("@")
+    region, colon, project = head.partition(":")
+    if not colon or not REGION_RE.fullmatch(region.strip()) or not PROJECT_RE.fullmatch(project.strip()):
+        return f"{entry!r} is not region:project_id"
+    if at and not endpoint.strip().startswith(("https://", "http://")):
+        return f"{entry!r}: the endpoint after @ must be a URL starting with https:// (or http:// for a local fake)"
+    region, project = region.strip(), project.strip()
+    return Target(region, project, endpoint.strip().rstrip("/") if at else default_endpoint(region))
+
+
+def _target_problems(raw: dict[str, Any]) -> list[str]:
+    """What is wrong with DBSS_TARGETS, the single-project settings beside it, and BOT_CHANNEL_TARGETS."""
+
+    def given(*names: str) -> list[str]:
+        return [n for n in names if isinstance(raw.get(n), str) and raw[n].strip()]
+
+    problems: list[str] = []
+    targets_text = raw.get("dbss_targets")
+    regions: set[str] = set()
+    if isinstance(targets_text, str) and targets_text.strip():
+        single = given("dbss_project_id", "huaweicloud_sdk_project_id", "dbss_region", "dbss_endpoint")
+        if single:
+            names = ", ".join(_ALIASES.get(n.upper(), n.upper()) for n in single)
+            problems.append(f"set DBSS_TARGETS (several regions and projects) or {names} (one project), not both")
+        bad, seen, targets = [], set(), []
+        for entry in _entries(targets_text):
+            parsed = _parse_target(entry)
+            if isinstance(parsed, str):
+                bad.append(parsed)
+            elif parsed.key in seen:
+                bad.append(f"{entry.partition('@')[0]!r} is listed twice")
+            else:
+                seen.add(parsed.key)
+                targets.append(parsed)
+        if bad:
+            problems.append(
+                "DBSS_TARGETS: "
+                + "; ".join(bad)
+                + " (expected region:project_id or region:project_id@https://endpoint,"
+                " comma-separated)"
+            )
+        elif not targets:
+            problems.append("DBSS_TARGETS is empty: list region:project_id pairs, or set DBSS_PROJECT_ID")
+        if len(targets) > 1 and given("dbss_auth_token"):
+            problems.append(
+                "DBSS_AUTH_TOKEN is a token scoped to one project, so it cannot serve several DBSS_TARGETS: use AK/SK "
+                "(DBSS_AK, DBSS_SK), IAM password login (DBSS_IAM_DOMAIN, DBSS_IAM_USER, DBSS_IAM_PASSWORD: one "
+                "token per project) or DBSS_METADATA_CREDENTIALS=true"
+            )
+        regions = {t.region for t in targets}
+    elif not given("dbss_project_id", "huaweicloud_sdk_project_id"):
+        problems.append(
+            "DBSS_PROJECT_ID is required: the Huawei Cloud project ID (letters, digits and '-'); "
+            "or DBSS_TARGETS (region:project_id,...) to serve several regions and projects"
+        )
+    else:
+        region = raw.get("dbss_region")
+        regions = {region.strip() if isinstance(region, str) else DEFAULT_REGION}
+    scoping = raw.get("bot_channel_targets")
+    if isinstance(scoping, str) and scoping.strip():
+        bad = []
+        for entry in _entries(scoping):
+            channel, eq, region = (part.strip() for part in entry.partition("="))
+            if not eq or not CHANNEL_RE.fullmatch(channel) or not REGION_RE.fullmatch(region):
+                bad.append(f"{entry!r} is not channel_id=region")
+            elif regions and region not in regions:
+                bad.append(f"{entry!r} names a region that is not served ({', '.join(sorted(regions))})")
+        if bad:
+            problems.append("BOT_CHANNEL_TARGETS: " + "; ".join(bad))
+    return problems
 
 
 _EXPECTED = {

@@ -19,6 +19,7 @@ CommandKind = Literal["reboot", "picker", "help", "status", "list", "history", "
 RefusalReason = Literal[
     "user_not_allowed",
     "channel_not_allowed",
+    "region_not_allowed",
     "invalid_command",
     "in_flight",
     "cooldown",

@@ -16,14 +16,14 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from bot.config import Settings
 from bot.core.confirmation import ConfirmationSigner
+from bot.core.fleet import Fleet
 from bot.core.follow import Follower
-from bot.core.listing import SharedListing
 from bot.core.outbox import Outbox
 from bot.core.policy import AccessPolicy
-from bot.core.reboots import Dbss, RebootService
+from bot.core.reboots import RebootService
 from bot.core.store import StateStore
 from bot.core.stores import open_store
-from bot.dbss import build_client
+from bot.dbss import build_fleet
 from bot.health import Readiness, ops_app
 from bot.metrics import Metrics
 from bot.slack import announce
@@ -56,7 +56,7 @@ class Bot:
     follower: Follower
     outbox: Outbox
     deliverer: Deliverer
-    listing: SharedListing
+    listing: Fleet
     dbss_timeout: float
     metrics: Metrics
     readiness: Readiness
@@ -85,7 +85,7 @@ class Bot:
 
 
 def build(
-    settings: Settings, *, dbss: Dbss | None = None, slack_client: WebClient | None = None, follow: bool = True
+    settings: Settings, *, dbss: Fleet | None = None, slack_client: WebClient | None = None, follow: bool = True
 ) -> Bot:
     """The whole bot. Tests pass fakes through the same door (`dbss`, `slack_client`)."""
     metrics = Metrics()
@@ -109,14 +109,18 @@ def build(
     outbox = Outbox(store)
     groups = GroupDirectory(client, (u for u in settings.bot_allowed_users if u.startswith("S")))
     policy = AccessPolicy(
-        frozenset(settings.bot_allowed_users), frozenset(settings.bot_allowed_channels), groups.members
+        frozenset(settings.bot_allowed_users),
+        frozenset(settings.bot_allowed_channels),
+        groups.members,
+        settings.channel_targets,
     )
     if policy.groups:
         groups.refresh()  # once at start-up, so the first command already knows the groups
-    dbss_client = dbss or build_client(settings, observe=metrics.dbss_call)
+    # Every target's client, each with its own shared list call: cards and follow-ups share one when they coincide.
+    fleet = dbss or build_fleet(settings, observe=metrics.dbss_call)
     service = RebootService(
-        dbss=dbss_client,
-        project_id=settings.dbss_project_id,
+        dbss=fleet,
+        project_id=settings.dbss_project,
         store=store,
         policy=policy,
         signer=ConfirmationSigner(store.confirmation_key()),
@@ -129,7 +133,7 @@ def build(
     )
     work = ThreadPoolExecutor(max_workers=WORK_THREADS, thread_name_prefix="dbss-work")
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
-    listing = SharedListing(dbss_client)  # cards and follow-ups share one list call when they coincide
+    listing = fleet
     acks_first = AcksFirst(work)
     # Work a person is waiting on, a few at a time: opening a modal (trigger_id lasts 3 s), a button click.
     urgent = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dbss-urgent")

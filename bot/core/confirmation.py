@@ -21,6 +21,7 @@ class Confirmation:
     channel: str
     expires_at: int
     nonce: str
+    target: str | None = None  # region:project_id of the instance shown on the card (None: the only target)
 
 
 class InvalidToken(Exception):
@@ -47,14 +48,22 @@ class ConfirmationSigner:
         return "ConfirmationSigner(key=<hidden>)"
 
     def issue(
-        self, *, instance_id: str, requester: str, channel: str, expires_at: int, nonce: str | None = None
+        self,
+        *,
+        instance_id: str,
+        requester: str,
+        channel: str,
+        expires_at: int,
+        nonce: str | None = None,
+        target: str | None = None,
     ) -> tuple[Confirmation, str]:
         """A new confirmation and its token; the nonce makes it single-use and doubles as correlation ID."""
-        confirmation = Confirmation(instance_id, requester, channel, expires_at, nonce or secrets.token_hex(6))
-        payload = json.dumps(
-            {"i": instance_id, "u": requester, "c": channel, "e": expires_at, "n": confirmation.nonce},
-            separators=(",", ":"),
-        ).encode()
+        confirmation = Confirmation(instance_id, requester, channel, expires_at, nonce or secrets.token_hex(6), target)
+        fields: dict[str, object] = {"i": instance_id, "u": requester, "c": channel, "e": expires_at}
+        fields["n"] = confirmation.nonce
+        if target is not None:
+            fields["t"] = target
+        payload = json.dumps(fields, separators=(",", ":")).encode()
         return confirmation, f"{_b64(payload)}.{_b64(self._mac(payload))}"
 
     def verify(self, token: str) -> Confirmation:
@@ -70,7 +79,15 @@ class ConfirmationSigner:
             raise InvalidToken("bad signature")
         try:
             data = json.loads(payload)
-            confirmation = Confirmation(str(data["i"]), str(data["u"]), str(data["c"]), int(data["e"]), str(data["n"]))
+            target = data.get("t")
+            confirmation = Confirmation(
+                str(data["i"]),
+                str(data["u"]),
+                str(data["c"]),
+                int(data["e"]),
+                str(data["n"]),
+                None if target is None else str(target),
+            )
         except (ValueError, KeyError, TypeError) as err:
             raise InvalidToken("malformed") from err
         return confirmation

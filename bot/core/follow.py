@@ -5,15 +5,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, as_completed
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from bot.core.listing import Lister
 from bot.core.outbox import Outbox, OutboxMessage
 from bot.core.store import FollowUp
-from bot.dbss.errors import DbssApiError, DbssError
+from bot.dbss.errors import DbssApiError, DbssError, DbssNotSent
 from bot.dbss.models import HEALTHY_STATUS, IDLE_TASK, Instance
 from bot.metrics import Metrics
 
@@ -22,9 +23,16 @@ log = logging.getLogger(__name__)
 # DBSS flips the task to "rebooting" a moment after accepting. If we never see it busy, we still call the
 # reboot finished after this many idle polls, rather than declare victory on the very first one.
 SETTLE_POLLS = 3
+if TYPE_CHECKING:
+    from bot.core.fleet import Fleet
+
 # An instance missing from one list answer may be a glitch of that answer: it is called gone only when this many
 # good answers in a row lack it.
 GONE_AFTER_LISTS = 2
+
+
+def _no_longer_served(key: str | None) -> list[Instance]:
+    raise DbssNotSent(f"{key} is no longer among DBSS_TARGETS")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,20 +135,65 @@ class Follower:
             self.last_loop_at = time.monotonic()
 
     def tick(self) -> None:
-        """One poll for every active follow-up: one list call, however many there are."""
+        """One poll for every active follow-up: one list call per target, however many follow-ups there are.
+
+        Each target's follow-ups move on as soon as that target's list answers: a region that is down or slow
+        holds up only its own (whose progress says it cannot be read), never another region's."""
         active = self._store.active_followups()
         self.active = len(active)
         if not active:
             return
         self.ticks += 1
-        instances: dict[str, Instance] | None
-        note = None
-        try:
-            instances = {i.id: i for i in self._dbss.list_instances()}
-        except DbssApiError as err:
-            instances, note = None, f"could not read the instance list: HTTP {err.status_code} {err.error_code or ''}"
-        except DbssError as err:
-            instances, note = None, f"could not read the instance list ({type(err).__name__})"
+        budget = [self._progress_budget]
+        for followups, answer in self._lists(active):
+            try:
+                listed = answer()
+            except DbssError as err:
+                self._move(followups, None, self._unreadable(followups[0].target, err), budget)
+                continue
+            instances = {i.id: i for i in listed}
+            unread: dict[str, DbssError] = getattr(listed, "unreadable", {})
+            if unread:  # every target's list, some unreadable: an instance not found may be in one of those
+                lost = [f for f in followups if f.instance_id not in instances]
+                followups = [f for f in followups if f.instance_id in instances]
+                self._move(lost, None, f"{', '.join(unread)} cannot be read right now", budget)
+            self._move(followups, instances, None, budget)
+
+    def _lists(self, active: list[FollowUp]) -> Iterator[tuple[list[FollowUp], Callable[[], list[Instance]]]]:
+        """Follow-ups grouped by target, each group with its list, in the order the lists arrive."""
+        each = getattr(self._dbss, "each", None)
+        if each is None:  # one client (the console's tests): one list for all
+            yield active, self._dbss.list_instances
+            return
+        groups: dict[str | None, list[FollowUp]] = {}
+        for f in active:
+            groups.setdefault(f.target, []).append(f)
+        fleet: Fleet = self._dbss  # type: ignore[assignment]
+        futures: dict[Future[list[Instance]], list[FollowUp]] = {}
+        for key, followups in groups.items():
+            member = fleet.member(key)
+            # Written before the bot served several targets (no key): look in every list.
+            future = fleet.fetch() if member is None and key is None else None
+            if member is not None:
+                future = member.listing.fetch()
+            if future is None:  # a target no longer configured: followed until its deadline, said in progress
+                yield followups, partial(_no_longer_served, key)
+                continue
+            futures[future] = followups
+        for future in as_completed(futures):
+            yield futures[future], future.result
+
+    def _unreadable(self, key: str | None, err: DbssError) -> str:
+        label = getattr(self._dbss, "label", lambda _: None)(key)
+        where = f"{label} cannot be read right now" if label else "the instance list cannot be read right now"
+        if isinstance(err, DbssApiError):
+            return f"{where}: HTTP {err.status_code} {err.error_code or ''}".strip()
+        return f"{where} ({type(err).__name__}: {str(err)[:120]})"
+
+    def _move(
+        self, active: list[FollowUp], instances: dict[str, Instance] | None, note: str | None, budget: list[int]
+    ) -> None:
+        """Advance these follow-ups on one list answer (or its failure) and store their progress."""
         now = self._clock()
         updates: dict[str, dict[str, object]] = {}
         wanted: list[tuple[int, float, FollowUp, Progress, tuple[str | None, str | None]]] = []
@@ -159,7 +212,8 @@ class Follower:
         # Progress messages are a courtesy, and Slack rate-limits chat.update (about 50 a minute): a few per
         # tick, first messages first, then state changes, then the oldest elapsed-time refresh.
         wanted.sort(key=lambda w: (w[0], w[1]))
-        for _, _, followup, progress, state in wanted[: self._progress_budget]:
+        for _, _, followup, progress, state in wanted[: max(budget[0], 0)]:
+            budget[0] -= 1
             try:
                 ts = self._notifier.progress(followup, progress)
             except Exception:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 
 def _nobody() -> frozenset[str]:
     return frozenset()
+
+
+def _unscoped() -> Mapping[str, frozenset[str]]:
+    return MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,11 +20,13 @@ class AccessPolicy:
     """An allow-list of Slack user IDs and user-group IDs (empty: nobody), and of channels (empty: any).
 
     `group_members` answers from a cache and never blocks: it is called on the acknowledging path.
+    `channel_regions` (BOT_CHANNEL_TARGETS): a channel named there reaches only its regions; others reach all.
     """
 
     allowed_users: frozenset[str]
     allowed_channels: frozenset[str]
     group_members: Callable[[], frozenset[str]] = field(default=_nobody)
+    channel_regions: Mapping[str, frozenset[str]] = field(default_factory=_unscoped)
 
     @property
     def groups(self) -> frozenset[str]:
@@ -51,3 +58,17 @@ class AccessPolicy:
                 "BOT_ALLOWED_CHANNELS, or ask the platform team to add this one."
             )
         return None
+
+    def region_refusal(self, channel_id: str, region: str, instance_id: str) -> str | None:
+        """Why an instance of this region may not be rebooted from this channel, or None when it may."""
+        regions = self.channel_regions.get(channel_id)
+        if regions is None or region in regions:
+            return None
+        return (
+            f"This channel may reboot audit instances only in {', '.join(sorted(regions))}; `{instance_id}` is in "
+            f"{region}. Ask in a channel for {region} (BOT_CHANNEL_TARGETS sets which channel reaches which region)."
+        )
+
+    def regions_here(self, channel_id: str) -> frozenset[str] | None:
+        """The regions this channel is scoped to, or None when it may reach every one."""
+        return self.channel_regions.get(channel_id)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Literal, Protocol
 
+from bot.config import Target
 from bot.core.confirmation import Confirmation, ConfirmationSigner, InvalidToken
 from bot.core.outbox import Outbox, OutboxMessage
 from bot.core.policy import AccessPolicy
@@ -23,11 +24,14 @@ log = logging.getLogger(__name__)
 
 
 class Dbss(Protocol):
-    """What the flow needs from DBSS (the real client, or a simulator)."""
+    """What the flow needs from DBSS: every target the bot serves (bot.core.fleet.Fleet)."""
+
+    @property
+    def targets(self) -> tuple[Target, ...]: ...
 
     def list_instances(self) -> list[Instance]: ...
 
-    def reboot(self, instance_id: str) -> RebootAccepted: ...
+    def reboot(self, instance_id: str, target: str | None = None) -> RebootAccepted: ...
 
 
 # The channel of the break-glass console's reboots (`python -m bot console`): no Slack channel ID looks like it.
@@ -58,6 +62,7 @@ class Offer:
     instance: Instance | None
     state_unreadable: str | None = None
     reason: str | None = None
+    target: Target | None = None  # where the instance is (None: not known, only with one target and no list)
 
     @property
     def correlation_id(self) -> str:
@@ -90,8 +95,13 @@ class CoolingDown:
 
 @dataclass(frozen=True, slots=True)
 class UnknownInstance:
+    """In no list that answered. `regions`: where the bot looked (several targets); `unreadable`: which could
+    not be read, so the instance may be there."""
+
     instance_id: str
     project_id: str
+    regions: tuple[str, ...] = ()
+    unreadable: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +247,7 @@ class RebootService:
     ) -> None:
         self.dbss = dbss
         self.project_id = project_id
+        self._targets = {t.key: t for t in dbss.targets}
         self.store = store
         self.policy = policy
         self._signer = signer
@@ -340,25 +351,54 @@ class RebootService:
         listing: list[Instance] | DbssError,
         reason: str | None = None,
     ) -> OfferResult:
-        """The offer, given the instance list (or the error that reading it gave)."""
+        """The offer, given the instance list (or the error that reading it gave).
+
+        With several targets the list is every target's that answered (`unreadable` names the others): an instance
+        found in one is offered there, if this channel may reach its region; one found nowhere is unknown, unless
+        exactly one target it could be in was unreadable, which is then offered with its state unknown (as when
+        the only target cannot be read)."""
         instance: Instance | None = None
         unreadable: str | None = None
-        if isinstance(listing, DbssApiError):
-            unreadable = (
-                f"DBSS refused the instance list: HTTP {listing.status_code} {listing.error_code or ''}".strip()
-            )
-        elif isinstance(listing, DbssError):
-            unreadable = f"DBSS could not be reached to read the instance list ({type(listing).__name__})"
+        target: Target | None = None
+        failed: dict[str, DbssError] = getattr(listing, "unreadable", {})
+        if isinstance(listing, DbssError):
+            unreadable = _unreadable(listing)
+            target = next(iter(self._targets.values())) if len(self._targets) == 1 else None
         else:
             instance = next((i for i in listing if i.id == instance_id), None)
-            if instance is None:
-                result: OfferResult = UnknownInstance(instance_id, self.project_id)
-                return self._refused(result, user, channel, instance_id, correlation_id)
-            if not instance.rebootable:
-                return self._refused(NotRebootable(instance), user, channel, instance_id, correlation_id)
+            if instance is not None:
+                target = self._targets.get(instance.target or "") or (
+                    next(iter(self._targets.values())) if len(self._targets) == 1 else None
+                )
+            else:
+                labels = {t.label: t for t in self._targets.values()}
+                candidates = [
+                    labels[label]
+                    for label in failed
+                    if label in labels and not self.policy.region_refusal(channel, labels[label].region, instance_id)
+                ]
+                if len(candidates) != 1:
+                    result: OfferResult = UnknownInstance(
+                        instance_id,
+                        self.project_id,
+                        tuple(t.label for t in self._targets.values()) if len(self._targets) > 1 else (),
+                        tuple(failed),
+                    )
+                    return self._refused(result, user, channel, instance_id, correlation_id)
+                target = candidates[0]
+                unreadable = _unreadable(failed[target.label], target.label)
+        if target is not None and (refusal := self.policy.region_refusal(channel, target.region, instance_id)):
+            return self._refused(Refused(refusal, "region_not_allowed"), user, channel, instance_id, correlation_id)
+        if instance is not None and not instance.rebootable:
+            return self._refused(NotRebootable(instance), user, channel, instance_id, correlation_id)
         expires_at = int(self._clock()) + self._confirm_ttl
         confirmation, token = self._signer.issue(
-            instance_id=instance_id, requester=user, channel=channel, expires_at=expires_at, nonce=correlation_id
+            instance_id=instance_id,
+            requester=user,
+            channel=channel,
+            expires_at=expires_at,
+            nonce=correlation_id,
+            target=target.key if target is not None and len(self._targets) > 1 else None,
         )
         self._record(
             "requested",
@@ -367,9 +407,18 @@ class RebootService:
             instance_id=instance_id,
             channel=channel,
             outcome="offered",
-            detail="; ".join(part for part in (f"reason: {reason}" if reason else None, unreadable) if part) or None,
+            detail="; ".join(
+                part
+                for part in (
+                    f"region {target.label}" if target is not None and len(self._targets) > 1 else None,
+                    f"reason: {reason}" if reason else None,
+                    unreadable,
+                )
+                if part
+            )
+            or None,
         )
-        return Offer(confirmation, token, instance, unreadable, reason)
+        return Offer(confirmation, token, instance, unreadable, reason, target)
 
     def _refused(
         self, result: OfferResult, user: str, channel: str, instance_id: str, correlation_id: str
@@ -412,6 +461,19 @@ class RebootService:
             self.metrics.refused(reason)
         return decision
 
+    def target_of(self, c: Confirmation) -> Target | None:
+        """The target a confirmation reboots in (None: the region it was made for is no longer served)."""
+        if c.target is None:
+            return next(iter(self._targets.values())) if len(self._targets) == 1 else None
+        return self._targets.get(c.target)
+
+    def _region_refusal(self, c: Confirmation, channel: str) -> str | None:
+        """BOT_CHANNEL_TARGETS, checked again at the click: the scoping may have changed since the card."""
+        target = self.target_of(c)
+        if target is None:
+            return None  # the reboot itself is refused as not sent: the region is no longer served
+        return self.policy.region_refusal(channel, target.region, c.instance_id)
+
     def _policy_code(self, user: str, channel: str) -> RefusalReason | None:
         """Which rule of the access policy refuses this user here, if one does."""
         if self.policy.user_refusal(user) is not None:
@@ -434,6 +496,9 @@ class RebootService:
         if refusal is not None:
             self._record("refused", outcome="refused", detail=f"{action} by user not allowed", **audit)
             return Refused(refusal, self._policy_code(clicker, channel) or "user_not_allowed")
+        if action == "confirm" and (region_refusal := self._region_refusal(c, channel)) is not None:
+            self._record("refused", outcome="refused", detail="region not reachable from this channel", **audit)
+            return Refused(region_refusal, "region_not_allowed")
         if action == "confirm" and self.require_second_approver and clicker == c.requester:
             self._record("refused", outcome="refused", detail="requester cannot approve their own reboot", **audit)
             return NeedsSecondApprover(c)
@@ -580,7 +645,7 @@ class RebootService:
             self._settle(not_sent, announce, outcome="not_sent", detail=not_sent.detail, **audit)
             return not_sent
         try:
-            accepted = self.dbss.reboot(c.instance_id)
+            accepted = self.dbss.reboot(c.instance_id, c.target)
         except DbssApiError as err:
             self._release(c.instance_id, c.nonce)
             rejected = Rejected(c.instance_id, err)
@@ -609,6 +674,7 @@ class RebootService:
             thread_ts=thread_ts,
             started_at=now,
             deadline=now + self._followup_timeout,
+            target=c.target or next(iter(self._targets)),
         )
         outcome = Accepted(c.instance_id, accepted.request_id, followup)
         # The announcement is written before the follow-up, so its first progress message comes after it.
@@ -640,6 +706,14 @@ class RebootService:
             self.outbox.later(
                 f"record the result of {fields.get('correlation_id')}", partial(self._record, "reboot_result", **fields)
             )
+
+
+def _unreadable(error: DbssError, label: str | None = None) -> str:
+    """Why an instance's state is not shown on its card."""
+    where = f" in {label}" if label else ""
+    if isinstance(error, DbssApiError):
+        return f"DBSS refused the instance list{where}: HTTP {error.status_code} {error.error_code or ''}".strip()
+    return f"DBSS could not be reached{where} to read the instance list ({type(error).__name__})"
 
 
 def refusal_reason(result: object) -> RefusalReason | None:

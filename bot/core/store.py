@@ -114,6 +114,7 @@ class FollowUp:
     last_status: str | None = None
     last_task: str | None = None
     last_update_at: float | None = None
+    target: str | None = None  # region:project_id (None: written before the bot served several targets)
 
 
 FOLLOWUP_FIELDS = (
@@ -131,8 +132,14 @@ FOLLOWUP_FIELDS = (
     "last_status",
     "last_task",
     "last_update_at",
+    "target",
 )
 FOLLOWUP_COLUMNS = ", ".join(FOLLOWUP_FIELDS)
+# Built from the constant field names above, never from input.
+FOLLOWUP_INSERT = (
+    f"INSERT OR IGNORE INTO followups ({FOLLOWUP_COLUMNS}) VALUES ({', '.join('?' * len(FOLLOWUP_FIELDS))})"  # noqa: S608
+)
+FOLLOWUP_SELECT = f"SELECT {FOLLOWUP_COLUMNS} FROM followups WHERE done_at IS NULL ORDER BY started_at"  # noqa: S608
 FOLLOWUP_UPDATABLE = frozenset({"progress_ts", "seen_busy", "polls", "last_status", "last_task", "last_update_at"})
 
 
@@ -169,6 +176,7 @@ class StateStore:
         # The writes the single-use guarantee rests on (claims and locks) are fsynced: see _transaction(durable=True).
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        self._migrate()
         self._stop_checkpoints = threading.Event()
         if str(path) != ":memory:":
             # SQLite would checkpoint the WAL inside whichever commit crosses 1,000 pages, fsyncing while the
@@ -176,6 +184,12 @@ class StateStore:
             # PASSIVE (it never blocks readers or the writer), every few seconds.
             self._db.execute("PRAGMA wal_autocheckpoint=0")
             threading.Thread(target=self._checkpoints, args=(str(path),), name="sqlite-checkpoint", daemon=True).start()
+
+    def _migrate(self) -> None:
+        """Columns added since a state file was first made (CREATE TABLE IF NOT EXISTS keeps an old table)."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(followups)")}
+        if "target" not in columns:  # follow-ups from before several targets were served: the first target's
+            self._db.execute("ALTER TABLE followups ADD COLUMN target TEXT")
 
     def _checkpoints(self, path: str, every: float = 2.0) -> None:
         db = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
@@ -425,19 +439,13 @@ class StateStore:
     def add_followup(self, followup: FollowUp) -> None:
         with self._transaction() as db:
             db.execute(
-                "INSERT OR IGNORE INTO followups (correlation_id, instance_id, requester, approver, channel, "
-                "thread_ts, started_at, deadline, progress_ts, seen_busy, polls, last_status, last_task, "
-                "last_update_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                FOLLOWUP_INSERT,
                 tuple(getattr(followup, name) for name in FOLLOWUP_FIELDS),
             )
 
     def active_followups(self) -> list[FollowUp]:
         with self._reading() as db:
-            rows = db.execute(
-                "SELECT correlation_id, instance_id, requester, approver, channel, thread_ts, started_at, deadline, "
-                "progress_ts, seen_busy, polls, last_status, last_task, last_update_at "
-                "FROM followups WHERE done_at IS NULL ORDER BY started_at"
-            ).fetchall()
+            rows = db.execute(FOLLOWUP_SELECT).fetchall()
         return [_followup(row) for row in rows]
 
     def update_followup(self, correlation_id: str, **fields: Any) -> None:

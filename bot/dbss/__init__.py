@@ -6,7 +6,8 @@ import logging
 
 import httpx
 
-from bot.config import Settings
+from bot.config import Settings, Target
+from bot.core.fleet import Fleet
 from bot.dbss.auth import AccessKey, AkSkAuth, IamPasswordAuth, TokenAuth
 from bot.dbss.client import CallObserver, DbssClient, RebootAccepted
 from bot.dbss.errors import (
@@ -42,6 +43,7 @@ __all__ = [
     "TokenAuth",
     "build_auth",
     "build_client",
+    "build_fleet",
     "build_metadata_auth",
     "is_instance_id",
 ]
@@ -51,9 +53,16 @@ logging.getLogger("httpcore").setLevel(logging.INFO)
 
 
 def build_auth(
-    settings: Settings, *, transport: httpx.BaseTransport | None = None, observe: CallObserver | None = None
+    settings: Settings,
+    target: Target | None = None,
+    *,
+    transport: httpx.BaseTransport | None = None,
+    observe: CallObserver | None = None,
 ) -> httpx.Auth:
-    """The Auth for the one kind of credential the settings hold."""
+    """The Auth for the one kind of credential the settings hold, for one target (default: the first).
+
+    A token, an AK/SK signature and an IAM token are each bound to a project: one Auth per target."""
+    project_id = (target or settings.targets[0]).project_id
     if settings.credential_kind == "token":
         assert settings.dbss_auth_token is not None
         return TokenAuth(settings.dbss_auth_token.get_secret_value())
@@ -63,10 +72,10 @@ def build_auth(
             access_key=settings.dbss_ak,
             secret_key=settings.dbss_sk.get_secret_value(),
             security_token=settings.dbss_security_token.get_secret_value() if settings.dbss_security_token else None,
-            project_id=settings.dbss_project_id,
+            project_id=project_id,
         )
     if settings.credential_kind == "metadata":
-        return build_metadata_auth(settings, transport=transport, observe=observe)
+        return build_metadata_auth(settings, transport=transport, observe=observe, project_id=project_id)
     assert settings.dbss_iam_domain and settings.dbss_iam_user and settings.dbss_iam_password
     iam = httpx.Client(
         base_url=settings.dbss_iam_endpoint,
@@ -78,34 +87,62 @@ def build_auth(
         domain=settings.dbss_iam_domain,
         user=settings.dbss_iam_user,
         password=settings.dbss_iam_password.get_secret_value(),
-        project_id=settings.dbss_project_id,
+        project_id=project_id,
         observe=observe,
     )
 
 
 def build_metadata_auth(
-    settings: Settings, *, transport: httpx.BaseTransport | None = None, observe: CallObserver | None = None
+    settings: Settings,
+    *,
+    transport: httpx.BaseTransport | None = None,
+    observe: CallObserver | None = None,
+    project_id: str | None = None,
 ) -> MetadataAuth:
-    """The agency's temporary credentials from the metadata service at DBSS_METADATA_ENDPOINT."""
+    """The agency's temporary credentials from the metadata service at DBSS_METADATA_ENDPOINT.
+
+    `project_id` None: the project is not signed in by the Auth but by the client's X-Project-Id header, so that
+    one key (fetched once) signs for every target."""
     metadata = httpx.Client(
         base_url=settings.dbss_metadata_endpoint,
         timeout=httpx.Timeout(min(METADATA_TIMEOUT_SECONDS, settings.dbss_timeout_seconds)),
         transport=transport,
         trust_env=False,  # a link-local service: never through HTTP_PROXY, which would fetch some other host's keys
     )
-    return MetadataAuth(metadata_client=metadata, project_id=settings.dbss_project_id, observe=observe)
+    return MetadataAuth(metadata_client=metadata, project_id=project_id, observe=observe)
 
 
 def build_client(
-    settings: Settings, *, transport: httpx.BaseTransport | None = None, observe: CallObserver | None = None
+    settings: Settings,
+    target: Target | None = None,
+    *,
+    transport: httpx.BaseTransport | None = None,
+    observe: CallObserver | None = None,
+    auth: httpx.Auth | None = None,
 ) -> DbssClient:
-    """`observe` is told of every DBSS, IAM and metadata-service call (the bot's metrics)."""
+    """The client of one target (default: the first). `observe` is told of every DBSS, IAM and metadata-service
+    call (the bot's metrics). `auth`: an Auth shared between targets (the metadata service's one key)."""
+    target = target or settings.targets[0]
     return DbssClient(
-        base_url=settings.dbss_base_url,
-        project_id=settings.dbss_project_id,
-        auth=build_auth(settings, transport=transport, observe=observe),
+        base_url=target.endpoint,
+        project_id=target.project_id,
+        auth=auth or build_auth(settings, target, transport=transport, observe=observe),
         timeout_seconds=settings.dbss_timeout_seconds,
         reboot_path=settings.dbss_reboot_path,
         transport=transport,
         observe=observe,
+        target=target.key,
+        headers={"X-Project-Id": target.project_id} if auth is not None else None,
+    )
+
+
+def build_fleet(
+    settings: Settings, *, transport: httpx.BaseTransport | None = None, observe: CallObserver | None = None
+) -> Fleet:
+    """A client per target: each its own IAM token or signature (project-scoped), one metadata key for all."""
+    shared: httpx.Auth | None = None
+    if settings.credential_kind == "metadata" and len(settings.targets) > 1:
+        shared = build_metadata_auth(settings, transport=transport, observe=observe)
+    return Fleet(
+        [(t, build_client(settings, t, transport=transport, observe=observe, auth=shared)) for t in settings.targets]
     )

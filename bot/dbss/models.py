@@ -21,6 +21,8 @@ class Instance:
     version: str | None = None
     region: str | None = None
     zone: str | None = None
+    # The bot's own tag, not DBSS's: which of its targets (region:project_id) listed this instance.
+    target: str | None = None
 
     @property
     def rebootable(self) -> bool:
@@ -41,7 +43,7 @@ def _pick(raw: dict[str, Any], *keys: str) -> str | None:
     return None
 
 
-def parse_instance(raw: dict[str, Any]) -> Instance | None:
+def parse_instance(raw: dict[str, Any], *, target: str | None = None) -> Instance | None:
     """An Instance from one list element, or None if it carries no ID at all."""
     instance_id = _pick(raw, "id", "instance_id")
     if instance_id is None:
@@ -54,6 +56,7 @@ def parse_instance(raw: dict[str, Any]) -> Instance | None:
         version=_pick(raw, "version"),
         region=_pick(raw, "region"),
         zone=_pick(raw, "zone"),
+        target=target,
     )
 
 

@@ -15,7 +15,7 @@ from slack_bolt import Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.core.listing import SharedListing
+from bot.core.fleet import Fleet
 from bot.core.outbox import Outbox
 from bot.core.policy import AccessPolicy
 from bot.core.reboots import Offer, RebootService
@@ -90,7 +90,7 @@ class Deps:
     acks_first: AcksFirst
     urgent: Executor
     links: Links
-    listing: SharedListing
+    listing: Fleet
     outbox: Outbox
     client: WebClient
     reboots: Executor  # confirmed reboots' DBSS calls: never on `urgent`, whose threads must stay free

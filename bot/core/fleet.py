@@ -1,0 +1,160 @@
+"""Every (region, project) the bot serves, as one: lists read in parallel, reboots sent where the instance lives.
+
+Each target keeps its own client (its own credentials: an IAM token is scoped to one project) and its own shared
+list call, so a storm still costs one list call per target, and a target that is down or slow delays nobody
+else's answer: a reader that needs every list waits for each, one that needs one target waits for that one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.config import Target
+from bot.core.listing import SharedListing
+from bot.dbss.client import RebootAccepted
+from bot.dbss.errors import DbssError, DbssNotSent
+from bot.dbss.models import Instance
+
+
+class Client(Protocol):
+    """What the fleet needs from one target's DBSS client."""
+
+    def list_instances(self) -> list[Instance]: ...
+
+    def reboot(self, instance_id: str) -> RebootAccepted: ...
+
+
+class InstanceList(list[Instance]):
+    """The instances of every target that answered; `unreadable` names each target that did not (label: error)."""
+
+    def __init__(self, instances: Iterable[Instance] = (), unreadable: dict[str, DbssError] | None = None) -> None:
+        super().__init__(instances)
+        self.unreadable: dict[str, DbssError] = unreadable or {}
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    target: Target
+    client: Client
+    listing: SharedListing
+
+
+class Fleet:
+    """The targets, in the order configured. With one target it behaves as that target's client did."""
+
+    def __init__(self, members: Sequence[tuple[Target, Client]]) -> None:
+        if not members:
+            raise ValueError("a fleet needs at least one target")
+        self.members = tuple(Member(t, c, SharedListing(c)) for t, c in members)
+        self._by_key = {m.target.key: m for m in self.members}
+        self._last: tuple[float, InstanceList] | None = None
+
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        return tuple(m.target for m in self.members)
+
+    @property
+    def single(self) -> bool:
+        return len(self.members) == 1
+
+    @property
+    def calls(self) -> int:
+        """List calls made, all targets together."""
+        return sum(m.listing.calls for m in self.members)
+
+    def member(self, key: str | None) -> Member | None:
+        """The target with this key; None (no key) means the only target, when there is only one."""
+        if key is None:
+            return self.members[0] if self.single else None
+        return self._by_key.get(key)
+
+    def label(self, key: str | None) -> str | None:
+        member = self.member(key)
+        return member.target.label if member is not None else None
+
+    def region(self, key: str | None) -> str | None:
+        member = self.member(key)
+        return member.target.region if member is not None else None
+
+    # --- reading the lists ---------------------------------------------------------------------------
+
+    def fetch(self, keys: Iterable[str] | None = None) -> Future[list[Instance]]:
+        """A Future of the instances of these targets (all by default), as an InstanceList.
+
+        With one target its error is the Future's error, as the bare client raised it; with several, only
+        when none answered is there nothing to show, and each failure is still named in `unreadable`."""
+        members = self.members if keys is None else tuple(m for k in keys if (m := self._by_key.get(k)))
+        if len(members) == 1:
+            only = members[0].listing.fetch()
+            if len(self.members) == 1:
+                return only
+        combined: Future[list[Instance]] = Future()
+        parts = [(m, m.listing.fetch()) for m in members]
+        pending = [len(parts)]
+        lock = threading.Lock()
+
+        def one_done(_: Future[list[Instance]]) -> None:
+            with lock:
+                pending[0] -= 1
+                if pending[0]:
+                    return
+            result = InstanceList()
+            for member, part in parts:
+                error = part.exception()
+                if error is None:
+                    result.extend(part.result())
+                elif isinstance(error, DbssError):
+                    result.unreadable[member.target.label] = error
+                else:  # a bug, not an unreachable region: let it be seen
+                    combined.set_exception(error)
+                    return
+            self._last = (time.monotonic(), result)
+            combined.set_result(result)
+
+        if not parts:
+            combined.set_result(InstanceList())
+        for _, part in parts:
+            part.add_done_callback(one_done)
+        return combined
+
+    def each(self, keys: Iterable[str]) -> dict[str, Future[list[Instance]]]:
+        """One Future per target (for the follower, which moves each target's follow-ups as its list arrives)."""
+        return {k: m.listing.fetch() for k in keys if (m := self._by_key.get(k))}
+
+    def list_instances(self) -> list[Instance]:
+        return self.fetch().result()
+
+    def recent(self, max_age: float, *, timeout: float) -> list[Instance]:
+        """A list no older than `max_age` seconds if there is one, else a fresh one (type-ahead menus)."""
+        if self.single:
+            return self.members[0].listing.recent(max_age, timeout=timeout)
+        last = self._last
+        if last is not None and time.monotonic() - last[0] <= max_age and not last[1].unreadable:
+            return last[1]
+        return self.fetch().result(timeout=timeout)
+
+    def wait_idle(self, timeout: float) -> None:
+        for member in self.members:
+            member.listing.wait_idle(timeout)
+
+    # --- rebooting -----------------------------------------------------------------------------------
+
+    def reboot(self, instance_id: str, target: str | None = None) -> RebootAccepted:
+        """Reboot the instance in the target the confirmation names (never anywhere else)."""
+        member = self.member(target)
+        if member is None:
+            raise DbssNotSent(
+                f"the region this confirmation was made for ({target or 'not named'}) is not served by this bot now"
+            )
+        return member.client.reboot(instance_id)
+
+    def close(self) -> None:
+        for member in self.members:
+            close = getattr(member.client, "close", None)
+            if callable(close):
+                close()
