@@ -131,6 +131,7 @@ def test_csv_export_escapes_formulas(tmp_path: Path, redis_url: str) -> None:
         "outcome",
         "dbss_request_id",
         "detail",
+        "region",
         "replica",
     ]
     assert [r[2] for r in rows] == ["mar", "mar2"]
@@ -146,7 +147,7 @@ def test_an_empty_trail_exports_nothing(tmp_path: Path, redis_url: str) -> None:
     assert (jsonl.returncode, jsonl.stdout) == (0, "")
     table = export({"REDIS_URL": redis_url}, "--format", "csv")
     assert table.returncode == 0 and table.stdout.splitlines() == [
-        "at,at_epoch,correlation_id,event,user_id,instance_id,channel,thread_ts,outcome,dbss_request_id,detail,replica"
+        "at,at_epoch,correlation_id,event,user_id,instance_id,channel,thread_ts,outcome,dbss_request_id,detail,region,replica"
     ]
 
 

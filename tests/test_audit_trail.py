@@ -12,13 +12,27 @@ import pytest
 import redis
 
 from bot.core.redis_state import ORPHAN_SECONDS, RedisBackedStore
-from bot.core.store import AUDIT_FIELDS, StateStore, StateUnavailable
+from bot.core.store import StateStore, StateUnavailable
 from tests.conftest import INSTANCE_ID, OTHER_ID
 from tests.fakes.dbss import FakeDbss
 from tests.fakes.slack import FakeSlack
 from tests.harness import ALICE, BOB, INCIDENTS, Harness, eventually
 
 THREAD = "1700000000.000101"
+
+# What AuditEntry(**fields) accepted before the trail had `replica` and `region`: an older replica reads cooldowns so.
+PREVIOUS_VERSION_FIELDS = (
+    "at",
+    "correlation_id",
+    "event",
+    "user_id",
+    "instance_id",
+    "channel",
+    "thread_ts",
+    "outcome",
+    "dbss_request_id",
+    "detail",
+)
 
 
 def reboot(store: StateStore, cid: str, *, instance_id: str = INSTANCE_ID, outcome: str | None = "accepted") -> None:
@@ -73,7 +87,7 @@ def test_an_entry_recorded_on_one_replica_is_read_on_the_other(tmp_path: Path, r
 
         client = redis.Redis.from_url(redis_url)
         cooldown = json.loads(client.get("dbss-bot:last-reboot:" + INSTANCE_ID) or "{}")
-        assert tuple(cooldown) == AUDIT_FIELDS, "fields the previous version reads too"
+        assert tuple(cooldown) == PREVIOUS_VERSION_FIELDS, "fields the previous version reads too"
         client.delete("dbss-bot:last-reboot:" + INSTANCE_ID)  # a week later the cooldown key is gone
         client.close()
         last = b.last_reboot(INSTANCE_ID)

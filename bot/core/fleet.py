@@ -32,9 +32,15 @@ class Client(Protocol):
 class InstanceList(list[Instance]):
     """The instances of every target that answered; `unreadable` names each target that did not (label: error)."""
 
-    def __init__(self, instances: Iterable[Instance] = (), unreadable: dict[str, DbssError] | None = None) -> None:
+    def __init__(
+        self,
+        instances: Iterable[Instance] = (),
+        unreadable: dict[str, DbssError] | None = None,
+        regions: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(instances)
         self.unreadable: dict[str, DbssError] = unreadable or {}
+        self.regions = regions  # the labels of the targets asked
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,38 +89,43 @@ class Fleet:
 
     # --- reading the lists ---------------------------------------------------------------------------
 
-    def fetch(self, keys: Iterable[str] | None = None) -> Future[list[Instance]]:
+    def fetch(self, keys: Iterable[str] | None = None, *, find: str | None = None) -> Future[list[Instance]]:
         """A Future of the instances of these targets (all by default), as an InstanceList.
 
         With one target its error is the Future's error, as the bare client raised it; with several, only
-        when none answered is there nothing to show, and each failure is still named in `unreadable`."""
+        when none answered is there nothing to show, and each failure is still named in `unreadable`.
+        `find`: an instance ID, which is unique across targets: the Future is done as soon as a list holding
+        it arrives (a card need not wait for a region that is slow or down), with the lists arrived so far."""
         members = self.members if keys is None else tuple(m for k in keys if (m := self._by_key.get(k)))
-        if len(members) == 1:
-            only = members[0].listing.fetch()
-            if len(self.members) == 1:
-                return only
+        if len(members) == 1 and len(self.members) == 1:
+            return members[0].listing.fetch()
         combined: Future[list[Instance]] = Future()
         parts = [(m, m.listing.fetch()) for m in members]
-        pending = [len(parts)]
         lock = threading.Lock()
+        arrived: list[tuple[Member, Future[list[Instance]]]] = []
 
-        def one_done(_: Future[list[Instance]]) -> None:
+        def one_done(part: Future[list[Instance]]) -> None:
+            member = next(m for m, p in parts if p is part)
             with lock:
-                pending[0] -= 1
-                if pending[0]:
+                if combined.done():
                     return
-            result = InstanceList()
-            for member, part in parts:
-                error = part.exception()
-                if error is None:
-                    result.extend(part.result())
-                elif isinstance(error, DbssError):
-                    result.unreadable[member.target.label] = error
-                else:  # a bug, not an unreachable region: let it be seen
-                    combined.set_exception(error)
+                arrived.append((member, part))
+                found = find is not None and part.exception() is None and any(i.id == find for i in part.result())
+                if len(arrived) < len(parts) and not found:
                     return
-            self._last = (time.monotonic(), result)
-            combined.set_result(result)
+                result = InstanceList(regions=tuple(m.target.label for m, _ in parts))
+                for done_member, done_part in arrived:
+                    error = done_part.exception()
+                    if error is None:
+                        result.extend(done_part.result())
+                    elif isinstance(error, DbssError):
+                        result.unreadable[done_member.target.label] = error
+                    else:  # a bug, not an unreachable region: let it be seen
+                        combined.set_exception(error)
+                        return
+                combined.set_result(result)
+            if len(arrived) == len(parts):
+                self._last = (time.monotonic(), result)
 
         if not parts:
             combined.set_result(InstanceList())

@@ -100,6 +100,7 @@ class Follower:
         self._outbox = outbox
         self._clock = clock
         self._missing: dict[str, int] = {}  # good list answers in a row without the instance, by follow-up
+        self._pending: dict[str | None, Future[list[Instance]]] = {}  # lists in flight, by target
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._metrics = metrics or Metrics()
@@ -160,28 +161,40 @@ class Follower:
             self._move(followups, instances, None, budget)
 
     def _lists(self, active: list[FollowUp]) -> Iterator[tuple[list[FollowUp], Callable[[], list[Instance]]]]:
-        """Follow-ups grouped by target, each group with its list, in the order the lists arrive."""
-        each = getattr(self._dbss, "each", None)
-        if each is None:  # one client (the console's tests): one list for all
+        """Follow-ups grouped by target, each group with its list, in the order the lists arrive.
+
+        A tick waits for the lists at most until the next tick is due. A list still in flight then (a region
+        that does not answer) is kept, not asked again: its answer, or its error, moves that region's follow-ups
+        at the first tick after it arrives, and meanwhile the other regions' follow-ups go on as usual."""
+        if getattr(self._dbss, "member", None) is None:  # one client (the console's tests): one list for all
             yield active, self._dbss.list_instances
             return
         groups: dict[str | None, list[FollowUp]] = {}
         for f in active:
             groups.setdefault(f.target, []).append(f)
         fleet: Fleet = self._dbss  # type: ignore[assignment]
-        futures: dict[Future[list[Instance]], list[FollowUp]] = {}
-        for key, followups in groups.items():
-            member = fleet.member(key)
-            # Written before the bot served several targets (no key): look in every list.
-            future = fleet.fetch() if member is None and key is None else None
-            if member is not None:
-                future = member.listing.fetch()
-            if future is None:  # a target no longer configured: followed until its deadline, said in progress
-                yield followups, partial(_no_longer_served, key)
-                continue
-            futures[future] = followups
-        for future in as_completed(futures):
-            yield futures[future], future.result
+        futures: dict[Future[list[Instance]], str | None] = {}
+        for key in groups:
+            future = self._pending.get(key)
+            if future is None:
+                member = fleet.member(key)
+                if member is not None:
+                    future = member.listing.fetch()
+                elif key is None:  # written before the bot served several targets: look in every list
+                    future = fleet.fetch()
+                else:  # a target no longer configured: followed until its deadline, said in its progress
+                    yield groups[key], partial(_no_longer_served, key)
+                    continue
+                self._pending[key] = future
+            futures[future] = key
+        try:
+            for future in as_completed(futures, timeout=max(self._interval * 0.9, 0.01)):
+                key = futures[future]
+                del self._pending[key]
+                yield groups[key], future.result
+        except TimeoutError:
+            slow = [fleet.label(key) or str(key) for future, key in futures.items() if not future.done()]
+            log.warning("instance list still in flight at the next tick: %s", ", ".join(slow))
 
     def _unreadable(self, key: str | None, err: DbssError) -> str:
         label = getattr(self._dbss, "label", lambda _: None)(key)

@@ -407,16 +407,8 @@ class RebootService:
             instance_id=instance_id,
             channel=channel,
             outcome="offered",
-            detail="; ".join(
-                part
-                for part in (
-                    f"region {target.label}" if target is not None and len(self._targets) > 1 else None,
-                    f"reason: {reason}" if reason else None,
-                    unreadable,
-                )
-                if part
-            )
-            or None,
+            detail="; ".join(part for part in (f"reason: {reason}" if reason else None, unreadable) if part) or None,
+            region=self._region_field(target),
         )
         return Offer(confirmation, token, instance, unreadable, reason, target)
 
@@ -466,6 +458,10 @@ class RebootService:
         if c.target is None:
             return next(iter(self._targets.values())) if len(self._targets) == 1 else None
         return self._targets.get(c.target)
+
+    def _region_field(self, target: Target | None) -> str | None:
+        """The audit trail's region: named once the bot serves several targets (one target needs no name)."""
+        return target.label if target is not None and len(self._targets) > 1 else None
 
     def _region_refusal(self, c: Confirmation, channel: str) -> str | None:
         """BOT_CHANNEL_TARGETS, checked again at the click: the scoping may have changed since the card."""
@@ -633,6 +629,7 @@ class RebootService:
             "instance_id": c.instance_id,
             "channel": c.channel,
             "thread_ts": thread_ts,
+            "region": self._region_field(self.target_of(c)) or (c.target if len(self._targets) > 1 else None),
         }
         try:
             self._record("reboot_intent", **audit)

@@ -30,7 +30,7 @@ import redis
 
 from bot.core.outbox import OutboxMessage, State
 from bot.core.store import (
-    AUDIT_FIELDS,
+    COOLDOWN_FIELDS,
     AuditEntry,
     FollowUp,
     Lock,
@@ -279,8 +279,8 @@ class RedisBackedStore(StateStore):
             pipe = self._redis.pipeline(transaction=True)
             self.trail.append(pipe, entry)
             if event == "reboot_result" and entry.outcome in ("accepted", "unknown") and entry.instance_id:
-                # The fields AuditEntry had before `replica`, so replicas of the previous version read it too.
-                cooldown = json.dumps({name: getattr(entry, name) for name in AUDIT_FIELDS})
+                # The fields AuditEntry had before `replica` and `region`, so replicas of earlier versions read it too.
+                cooldown = json.dumps({name: getattr(entry, name) for name in COOLDOWN_FIELDS})
                 pipe.set(self.key("last-reboot", entry.instance_id), cooldown, ex=LAST_REBOOT_SECONDS)
             pipe.execute()
         try:

@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS locks (
 );
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, correlation_id TEXT, event TEXT NOT NULL,
-    user_id TEXT, instance_id TEXT, channel TEXT, thread_ts TEXT, outcome TEXT, dbss_request_id TEXT, detail TEXT
+    user_id TEXT, instance_id TEXT, channel TEXT, thread_ts TEXT, outcome TEXT, dbss_request_id TEXT, detail TEXT,
+    region TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_instance ON audit (instance_id, id);
 CREATE TABLE IF NOT EXISTS followups (
@@ -64,16 +65,14 @@ AUDIT_FIELDS = (
     "outcome",
     "dbss_request_id",
     "detail",
+    "region",
 )
+# The fields of a cooldown record in Redis: those AuditEntry had before `region`, which replicas of earlier versions
+# read as keyword arguments during a rolling upgrade.
+COOLDOWN_FIELDS = AUDIT_FIELDS[:-1]
 
-INSERT_AUDIT = (
-    "INSERT INTO audit (at, correlation_id, event, user_id, instance_id, channel, thread_ts, outcome, "
-    "dbss_request_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-SELECT_AUDIT = (
-    "SELECT at, correlation_id, event, user_id, instance_id, channel, thread_ts, outcome, dbss_request_id, detail "
-    "FROM audit"
-)
+INSERT_AUDIT = f"INSERT INTO audit ({', '.join(AUDIT_FIELDS)}) VALUES ({', '.join('?' * len(AUDIT_FIELDS))})"  # noqa: S608
+SELECT_AUDIT = f"SELECT {', '.join(AUDIT_FIELDS)} FROM audit"  # noqa: S608 - fixed column names
 
 
 class StateUnavailable(Exception):
@@ -157,6 +156,7 @@ class AuditEntry:
     outcome: str | None
     dbss_request_id: str | None
     detail: str | None
+    region: str | None = None  # the region (label of the target) of the instance, with several targets
     replica: str | None = None
 
 
@@ -187,9 +187,10 @@ class StateStore:
 
     def _migrate(self) -> None:
         """Columns added since a state file was first made (CREATE TABLE IF NOT EXISTS keeps an old table)."""
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(followups)")}
-        if "target" not in columns:  # follow-ups from before several targets were served: the first target's
-            self._db.execute("ALTER TABLE followups ADD COLUMN target TEXT")
+        for table, column in (("followups", "target"), ("audit", "region")):
+            columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
 
     def _checkpoints(self, path: str, every: float = 2.0) -> None:
         db = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)

@@ -131,7 +131,8 @@ def build_client(
         reboot_path=settings.dbss_reboot_path,
         transport=transport,
         observe=observe,
-        target=target.key,
+        # Instances are tagged with their target only when there are several: one target needs no region shown.
+        target=target.key if len(settings.targets) > 1 else None,
         headers={"X-Project-Id": target.project_id} if auth is not None else None,
     )
 

@@ -118,34 +118,49 @@ def help_text(*, may_reboot_here: str | None) -> str:
     return "\n".join(lines)
 
 
-def _instance_fields(instance: Instance) -> list[dict[str, Any]]:
-    return [
+def region_of(instance: Instance) -> str | None:
+    """The region of the target that listed the instance; None when the bot serves one target only."""
+    return instance.target.partition(":")[0] if instance.target else None
+
+
+def _in_region(offer: Offer) -> str:
+    """ " in cn-north-4" on a card, when the bot serves several targets (their labels are settings, not API text)."""
+    return f" in *{offer.target.label}*" if offer.target is not None and offer.confirmation.target else ""
+
+
+def _instance_fields(instance: Instance, region: str | None = None) -> list[dict[str, Any]]:
+    fields = [
         {"type": "mrkdwn", "text": f"*Instance*\n{escape(instance.name) or '_(no name)_'}"},
         {"type": "mrkdwn", "text": f"*ID*\n{code(instance.id)}"},
         {"type": "mrkdwn", "text": f"*Status*\n{escape(instance.status)}"},
         {"type": "mrkdwn", "text": f"*Task*\n{escape(instance.task)}"},
     ]
+    if region:
+        fields.append({"type": "mrkdwn", "text": f"*Region*\n{code(region)}"})
+    return fields
 
 
 def card_text(offer: Offer) -> str:
     """The notification fallback of the card."""
     c = offer.confirmation
     name = escape(offer.instance.name) if offer.instance else code(c.instance_id)
-    return f"{mention(c.requester)} asks to reboot DBSS instance {name}"
+    return f"{mention(c.requester)} asks to reboot DBSS instance {name}{_in_region(offer)}"
 
 
 def card(offer: Offer, *, second_approver: bool = False) -> Blocks:
     """The confirmation card: who asks, what will be rebooted, and the Confirm / Cancel buttons."""
     c = offer.confirmation
     blocks: Blocks = [
-        _section(f":warning: {mention(c.requester)} asks to *reboot* a DBSS audit instance."),
+        _section(f":warning: {mention(c.requester)} asks to *reboot* a DBSS audit instance{_in_region(offer)}."),
     ]
+    region = offer.target.label if offer.target is not None and c.target else None
     if offer.instance is not None:
-        blocks.append({"type": "section", "fields": _instance_fields(offer.instance)})
+        blocks.append({"type": "section", "fields": _instance_fields(offer.instance, region)})
     else:
         blocks.append(
             _section(
-                f"*ID* {code(c.instance_id)}\n:grey_question: *The instance's state could not be read* "
+                f"*ID* {code(c.instance_id)}" + (f" in {code(region)}" if region else "") + "\n"
+                ":grey_question: *The instance's state could not be read* "
                 f"({escape(offer.state_unreadable or 'unknown reason')}). Check it in the DBSS console before "
                 "confirming."
             )
@@ -260,9 +275,18 @@ def offer_refusal(result: OfferResult, links: Links | None = None) -> str:
             return f":no_entry: {escape(reason)}"
         case InFlight(lock=lock):
             return f":no_entry: Not offered: {_in_flight(lock)} Wait for it to finish."
-        case UnknownInstance(instance_id=iid, project_id=pid):
+        case UnknownInstance(instance_id=iid, project_id=pid, regions=regions, unreadable=unreadable) if unreadable:
+            found_in = [r for r in regions if r not in unreadable]
             return (
-                f":mag: No DBSS audit instance {code(iid)} in project {code(pid)}. Check the ID in the DBSS "
+                f":mag: {code(iid)} is not in "
+                + (", ".join(code(r) for r in found_in) if found_in else "any region that answered")
+                + f", and {', '.join(code(r) for r in unreadable)} cannot be read right now, so the bot cannot tell "
+                "where it is. Nothing was done; try again in a minute, or check the ID in the DBSS console."
+            )
+        case UnknownInstance(instance_id=iid, project_id=pid, regions=regions):
+            where = f"any of the regions {', '.join(code(r) for r in regions)}" if regions else f"project {code(pid)}"
+            return (
+                f":mag: No DBSS audit instance {code(iid)} in {where}. Check the ID in the DBSS "
                 "console (it is the instance's ID, not its name)."
             )
         case NotRebootable(instance=instance):
@@ -275,6 +299,18 @@ def offer_refusal(result: OfferResult, links: Links | None = None) -> str:
             raise ValueError("an Offer is not a refusal")
 
 
+def unreadable_note(instances: list[Instance]) -> str:
+    """A line naming the regions whose list could not be read (several targets, some down), or nothing."""
+    failed: dict[str, Exception] = getattr(instances, "unreadable", {})
+    if not failed:
+        return ""
+    return (
+        f"\n:warning: {', '.join(code(label) for label in failed)} cannot be read right now "
+        f"({escape('; '.join(f'{label}: {type(err).__name__}' for label, err in failed.items()))}): "
+        "its instances are not shown."
+    )
+
+
 def looking_up(what: str) -> str:
     """The slash command's immediate, private answer while the instance list is read."""
     return f":mag: Looking up {code(what)}…"
@@ -284,10 +320,12 @@ def several_named(name: str, count: int) -> str:
     return f"{count} DBSS instances are named {code(name)}. Which one should be rebooted? You will see a card first."
 
 
-def no_such_name(name: str, project_id: str) -> str:
+def no_such_name(name: str, project_id: str, instances: list[Instance] | None = None) -> str:
+    regions = getattr(instances, "regions", None)
+    where = f"any of the regions {', '.join(code(r) for r in regions)}" if regions else f"project {code(project_id)}"
     return (
-        f":mag: No DBSS audit instance is named or has the ID {code(name)} in project {code(project_id)}. "
-        "`/dbss-reboot list` shows names and IDs."
+        f":mag: No DBSS audit instance is named or has the ID {code(name)} in {where}. "
+        "`/dbss-reboot list` shows names and IDs." + unreadable_note(instances or [])
     )
 
 
@@ -450,11 +488,12 @@ def _last_reboot_line(last: AuditEntry | None, links: Links) -> str:
 
 
 def status_text(instance: Instance, last: AuditEntry | None, links: Links) -> str:
+    region = region_of(instance) or instance.region or "unknown"
     return "\n".join(
         [
             f"*{escape(instance.name) or '(no name)'}* {code(instance.id)}",
             f"Status *{escape(instance.status)}*, task *{escape(instance.task)}*, version "
-            f"{escape(instance.version or 'unknown')}, region {escape(instance.region or 'unknown')}.",
+            f"{escape(instance.version or 'unknown')}, region {escape(region)}.",
             _last_reboot_line(last, links),
         ]
     )
@@ -464,9 +503,12 @@ def list_text(instances: list[Instance], *, page: int, project_id: str) -> str:
     pages = max(1, -(-len(instances) // LIST_PAGE_SIZE))
     page = min(max(page, 1), pages)
     shown = instances[(page - 1) * LIST_PAGE_SIZE : page * LIST_PAGE_SIZE]
-    lines = [f"*DBSS audit instances in project {code(project_id)}* ({len(instances)}, page {page} of {pages})"]
+    regions = sorted({r for i in instances if (r := region_of(i))})
+    where = f"{', '.join(regions)}" if regions else f"project {code(project_id)}"
+    lines = [f"*DBSS audit instances in {where}* ({len(instances)}, page {page} of {pages})"]
     lines += [
         f"• {escape(i.name) or '(no name)'} {code(i.id)}: {escape(i.status)} / {escape(i.task)}"
+        + (f" · {region}" if (region := region_of(i)) else "")
         + ("" if i.rebootable else " :no_entry_sign:")
         for i in shown
     ]
@@ -474,7 +516,7 @@ def list_text(instances: list[Instance], *, page: int, project_id: str) -> str:
         lines.append("No instances are visible with the bot's credentials.")
     if page < pages:
         lines.append(f"Next: `/dbss-reboot list {page + 1}`")
-    return "\n".join(lines)
+    return "\n".join(lines) + unreadable_note(instances)
 
 
 def history_text(entries: list[AuditEntry], outcomes: dict[str, str], links: Links, instance_id: str | None) -> str:
@@ -486,7 +528,8 @@ def history_text(entries: list[AuditEntry], outcomes: dict[str, str], links: Lin
         after = outcomes.get(e.correlation_id or "")
         result = escape(e.outcome or "?") + (f", then {escape(after)}" if after else "")
         lines.append(
-            f"• {when(e.at)} {code(e.instance_id or '?')} by {mention(e.user_id or '')}: {result} "
+            f"• {when(e.at)} {code(e.instance_id or '?')}{f' in {escape(e.region)}' if e.region else ''} "
+            f"by {mention(e.user_id or '')}: {result} "
             f"({links.thread(e.channel, e.thread_ts)})"
         )
     return "\n".join(lines)
@@ -499,7 +542,11 @@ NONE_VISIBLE = "No DBSS audit instances are visible with the bot's credentials."
 
 
 def _option(i: Instance) -> dict[str, Any]:
-    return {"text": _plain(f"{i.name or i.id} · {i.status}/{i.task}", 75), "value": i.id}
+    region = region_of(i)
+    return {
+        "text": _plain(f"{i.name or i.id} · {i.status}/{i.task}" + (f" · {region}" if region else ""), 75),
+        "value": i.id,
+    }
 
 
 def instance_select(instances: list[Instance], action_id: str) -> dict[str, Any]:

@@ -90,7 +90,7 @@ def on_command(deps: Deps, ack: Ack, command: dict[str, Any], respond: Respond) 
                     correlation_id=correlation_id,
                     tell=tell,
                     reason=why,
-                    pending=deps.listing.fetch(),  # started now, so the card never waits for a second call
+                    pending=deps.listing.fetch(find=iid),  # started now, so the card never waits for a second call
                 )
             case ShowPicker():
                 job = partial(show_picker, deps, respond)
@@ -160,7 +160,7 @@ def _resolve_name(
         deps.refused(
             user=user, channel=channel, reason="no instance of that name", text=name, correlation_id=correlation_id
         )
-        tell(messages.no_such_name(name, deps.service.project_id))
+        tell(messages.no_such_name(name, deps.service.project_id, answer))
 
 
 def read_only(deps: Deps, command: StatusCommand | ListCommand | HistoryCommand, respond: Respond) -> None:
@@ -168,12 +168,18 @@ def read_only(deps: Deps, command: StatusCommand | ListCommand | HistoryCommand,
     match command:
         case StatusCommand(instance_id=iid):
             try:
-                instance = next((i for i in deps.listing.list_instances() if i.id == iid), None)
+                listed = deps.listing.list_instances()
             except DbssError as err:
                 say_privately(respond, dbss_unavailable(err))
                 return
+            instance = next((i for i in listed if i.id == iid), None)
             if instance is None:
-                say_privately(respond, f":mag: No DBSS audit instance {messages.code(iid)} in this project.")
+                say_privately(
+                    respond,
+                    f":mag: No DBSS audit instance {messages.code(iid)} in "
+                    + ("any region this bot serves." if not deps.listing.single else "this project.")
+                    + messages.unreadable_note(listed),
+                )
                 return
             say_privately(respond, messages.status_text(instance, service.store.last_reboot(iid), links))
         case ListCommand(page=page):
@@ -195,4 +201,7 @@ def show_picker(deps: Deps, respond: Respond) -> None:
         say_privately(respond, dbss_unavailable(err) + " Type `/dbss-reboot &lt;instance_id&gt;` instead.")
         return
     text = "Choose a DBSS instance to reboot" if instances else messages.NONE_VISIBLE
-    say_privately(respond, text, blocks=messages.picker(instances))
+    blocks = messages.picker(instances)
+    if note := messages.unreadable_note(instances):
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": note.strip()}]})
+    say_privately(respond, text + note, blocks=blocks)

@@ -1,0 +1,215 @@
+"""One bot, several (region, project) targets: each driven through the real request path against two DBSS
+simulators on their own endpoints, signed with one AK/SK."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fakes.dbss import FakeDbss
+from tests.fakes.slack import FakeSlack
+from tests.harness import INCIDENTS, Harness, button_value, eventually
+
+AK, SK = "AKFAKE0000000000000", "SKFAKEsecretsecretsecretsecretsecret00"
+P1 = "0f3b00000000000000000000000000a1"
+P2 = "9c1d00000000000000000000000000b2"
+NORTH = "5b1c0a4e9d2f4a7b8c6d5e4f3a2b1c01"  # in cn-north-4
+SOUTH = "7e2d1b5f0a3c4b8d9e7f6a5b4c3d2e02"  # in ap-southeast-1
+STAGING = "CSTAGING"
+
+
+@pytest.fixture
+def north() -> Iterator[FakeDbss]:
+    fake = FakeDbss(project_id=P1, aksk={AK: SK})
+    fake.add_instance(NORTH, "audit-north", region="cn-north-4")
+    fake.add_instance("5b1c0a4e9d2f4a7b8c6d5e4f3a2b1c03", "audit-shared", region="cn-north-4")
+    with fake:
+        yield fake
+
+
+@pytest.fixture
+def south() -> Iterator[FakeDbss]:
+    fake = FakeDbss(project_id=P2, aksk={AK: SK})
+    fake.add_instance(SOUTH, "audit-south", region="ap-southeast-1")
+    fake.add_instance("7e2d1b5f0a3c4b8d9e7f6a5b4c3d2e04", "audit-shared", region="ap-southeast-1")
+    with fake:
+        yield fake
+
+
+def regions(tmp_path: Path, north: FakeDbss, south: FakeDbss, slack: FakeSlack, **overrides: Any) -> Harness:
+    return Harness(
+        tmp_path,
+        north,
+        slack,
+        dbss_project_id=None,
+        dbss_endpoint=None,
+        dbss_auth_token=None,
+        dbss_ak=AK,
+        dbss_sk=SK,
+        dbss_targets=f"cn-north-4:{P1}@{north.url},ap-southeast-1:{P2}@{south.url}",
+        **overrides,
+    )
+
+
+def field_texts(card: Any) -> str:
+    return "\n".join(
+        str(part.get("text", ""))
+        for block in card.blocks
+        for part in [block.get("text") or {}, *block.get("fields", [])]
+        if isinstance(part, dict)
+    )
+
+
+def test_an_id_in_the_second_target_is_found_shown_with_its_region_and_rebooted_there(
+    tmp_path: Path, north: FakeDbss, south: FakeDbss, fake_slack: FakeSlack
+) -> None:
+    h = regions(tmp_path, north, south, fake_slack, bot_poll_interval_seconds=0.05)
+    try:
+        assert h.command(SOUTH).status_code == 200
+        card = h.wait_for_card()
+        assert "ap-southeast-1" in field_texts(card) and "audit-south" in field_texts(card)
+        assert north.list_requests() and south.list_requests(), "both regions were searched"
+        h.click("dbss_reboot_confirm", card=card)
+        [sent] = eventually(south.reboot_requests, what="the reboot in ap-southeast-1")
+        assert sent.path == f"/v1/{P2}/audit/instance/reboot" and sent.json == {"instance_id": SOUTH}
+        assert sent.headers["x-project-id"] == P2, "signed for the second target's project"
+        assert north.reboot_requests() == [], "never sent to the other region"
+        done = eventually(
+            lambda: next((m for m in fake_slack.thread(card.channel, card.ts) if "back to *ACTIVE*" in m.text), None),
+            timeout=10,
+            what="the follow-up's end",
+        )
+        assert SOUTH in done.text
+        result = [e for e in h.bot.store.audit(instance_id=SOUTH) if e.event == "reboot_result"]
+        assert [(e.outcome, e.region) for e in result] == [("accepted", "ap-southeast-1")]
+        h.command(f"history {SOUTH}")
+        history = eventually(
+            lambda: next((t for t in fake_slack.hook_texts() if "Latest reboots" in t), None), what="the history"
+        )
+        assert f"`{SOUTH}` in ap-southeast-1 by" in history
+    finally:
+        h.stop()
+
+
+def test_a_name_in_two_targets_is_ambiguous_and_gets_the_picker(
+    tmp_path: Path, north: FakeDbss, south: FakeDbss, fake_slack: FakeSlack
+) -> None:
+    h = regions(tmp_path, north, south, fake_slack)
+    try:
+        h.command("audit-shared")
+        answer = eventually(
+            lambda: next((r.json for r in fake_slack.hooks() if r.json.get("blocks")), None), what="the picker"
+        )
+        assert "2 DBSS instances are named `audit-shared`" in answer["text"]
+        [select] = [e for b in answer["blocks"] if b["type"] == "actions" for e in b["elements"]]
+        labels = sorted(o["text"]["text"] for o in select["options"])
+        assert labels == [
+            "audit-shared · ACTIVE/NO_TASK · ap-southeast-1",
+            "audit-shared · ACTIVE/NO_TASK · cn-north-4",
+        ]
+        time.sleep(0.2)
+        assert not [m for m in fake_slack.messages.values() if m.thread_ts is None], "no card for an ambiguous name"
+        h.command("list")
+        listing = eventually(
+            lambda: next((t for t in fake_slack.hook_texts() if "DBSS audit instances in" in t), None), what="the list"
+        )
+        assert "in ap-southeast-1, cn-north-4" in listing
+        assert f"`{NORTH}`: ACTIVE / NO_TASK · cn-north-4" in listing
+        assert f"`{SOUTH}`: ACTIVE / NO_TASK · ap-southeast-1" in listing
+    finally:
+        h.stop()
+
+
+def test_a_channel_scoped_away_from_a_region_is_refused_with_the_reason(
+    tmp_path: Path, north: FakeDbss, south: FakeDbss, fake_slack: FakeSlack
+) -> None:
+    h = regions(tmp_path, north, south, fake_slack, bot_channel_targets=f"{STAGING}=cn-north-4")
+    try:
+        h.command(SOUTH, channel=STAGING)
+        refusal = h.wait_for_hook()
+        assert "only in cn-north-4" in refusal and "ap-southeast-1" in refusal and "BOT_CHANNEL_TARGETS" in refusal
+        [entry] = [e for e in h.bot.store.audit(instance_id=SOUTH) if e.event == "refused"]
+        assert entry.channel == STAGING
+        h.command(NORTH, channel=STAGING)  # its own region is fine
+        card = h.wait_for_card()
+        assert "cn-north-4" in field_texts(card)
+        h.command(SOUTH, channel=INCIDENTS)  # a channel not named reaches every region
+        h.wait_for_card(count=2)
+        time.sleep(0.2)
+        assert south.reboot_requests() == []
+    finally:
+        h.stop()
+
+
+def test_scoping_is_checked_again_at_the_click(
+    tmp_path: Path, north: FakeDbss, south: FakeDbss, fake_slack: FakeSlack
+) -> None:
+    """A card offered before the channel was scoped away from its region cannot be confirmed after."""
+    h = regions(tmp_path, north, south, fake_slack)
+    try:
+        h.command(SOUTH)
+        card = h.wait_for_card()
+        h.settings = h.settings.model_copy(update={"bot_channel_targets": f"{INCIDENTS}=cn-north-4"})
+        h.restart()
+        h.click("dbss_reboot_confirm", card=card, value=button_value(card, "dbss_reboot_confirm"))
+        refusal = eventually(
+            lambda: next((t for t in fake_slack.hook_texts() if "only in cn-north-4" in t), None), what="the refusal"
+        )
+        assert "ap-southeast-1" in refusal
+        time.sleep(0.2)
+        assert south.reboot_requests() == [] and north.reboot_requests() == []
+    finally:
+        h.stop()
+
+
+def test_one_region_down_while_the_other_reboots_and_follows(
+    tmp_path: Path, north: FakeDbss, south: FakeDbss, fake_slack: FakeSlack
+) -> None:
+    """ap-southeast-1 stops answering (its list calls hang past the timeout) after accepting a reboot: its
+    follow-up says the region cannot be read; cn-north-4's reboot is carded, sent and followed to its end."""
+    north.reboot_polls = south.reboot_polls = 3
+    h = regions(tmp_path, north, south, fake_slack, bot_poll_interval_seconds=0.1, dbss_timeout_seconds=1)
+    try:
+        h.command(SOUTH)
+        south_card = h.wait_for_card()
+        h.click("dbss_reboot_confirm", card=south_card)
+        eventually(south.reboot_requests, what="the reboot in ap-southeast-1")
+        south.delays["list"] = 30.0  # down: every list call now times out
+        started = time.monotonic()
+        h.command(NORTH)
+        north_card = eventually(
+            lambda: (card := h.wait_for_card()).ts != south_card.ts and card, what="cn-north-4's card"
+        )
+        assert "cn-north-4" in field_texts(north_card)
+        h.click("dbss_reboot_confirm", card=north_card)
+        eventually(north.reboot_requests, what="the reboot in cn-north-4")
+        done = eventually(
+            lambda: next(
+                (m for m in fake_slack.thread(north_card.channel, north_card.ts) if "back to *ACTIVE*" in m.text), None
+            ),
+            timeout=15,
+            what="cn-north-4's follow-up to end",
+        )
+        assert NORTH in done.text
+        assert time.monotonic() - started < 6, "the region that hangs did not hold the other's follow-up back"
+        note = eventually(
+            lambda: next(
+                (
+                    m
+                    for m in fake_slack.thread(south_card.channel, south_card.ts)
+                    if "ap-southeast-1 cannot be read right now" in m.text
+                ),
+                None,
+            ),
+            timeout=10,
+            what="ap-southeast-1's progress to say it cannot be read",
+        )
+        assert not any("back to" in m.text for m in fake_slack.thread(south_card.channel, south_card.ts)), note.text
+        assert h.bot.store.current_lock(SOUTH) is not None, "still followed, not given up"
+    finally:
+        south.delays["list"] = 0.0
+        h.stop()
