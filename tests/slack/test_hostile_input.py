@@ -20,7 +20,7 @@ from slack_bolt.request import BoltRequest
 from tests.conftest import INSTANCE_ID
 from tests.fakes.dbss import FakeDbss
 from tests.fakes.slack import FakeSlack
-from tests.harness import ALICE, BOB, INCIDENTS, MALLORY, RANDOM, Harness, sign
+from tests.harness import ALICE, BOB, INCIDENTS, MALLORY, RANDOM, Harness, eventually, sign
 
 USERS = st.sampled_from([ALICE, BOB, MALLORY, "", "U" + "9" * 40, "<!channel>", "W123"])
 CHANNELS = st.sampled_from([INCIDENTS, RANDOM, "", "D123", "C" + "X" * 300])
@@ -186,7 +186,10 @@ def test_refused_clicks_get_a_clear_private_answer(hostile: tuple[Harness, Error
             "actions": [{"action_id": "dbss_reboot_confirm", "value": value}],
         }
         assert dispatch(h, urlencode({"payload": json.dumps(payload)})).status == 200
-        h.drain()
-        [answer] = [r.json for r in h.slack.hooks() if r.path == hook.removeprefix(h.slack.url)]
+        # Answers to a click go through the outbox's deliverer, after the listener's pools have drained.
+        [answer] = eventually(
+            lambda hook=hook: [r.json for r in h.slack.hooks() if r.path == hook.removeprefix(h.slack.url)],
+            what="the private refusal",
+        )
         assert expected in answer["text"] and answer["response_type"] == "ephemeral"
     assert h.dbss.reboot_requests() == []
