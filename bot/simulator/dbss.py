@@ -5,6 +5,9 @@ service's temporary credentials (`GET /openstack/latest/securitykey`, with its o
 `PUT /meta-data/latest/api/token`). Every DBSS answer carries X-Request-Id. DBSS routes check an
 X-Auth-Token or an SDK-HMAC-SHA256 signature (with X-Security-Token for temporary keys) the way the API
 gateway does, and answer with the gateway's flat error body when they fail.
+
+One simulator serves one or more projects, each in its region. Several simulators (one per regional
+endpoint) can share a `Cloud`: one IAM, its project-scoped tokens, and the account's AK/SK and temporary keys.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import threading
 import time
-from collections import defaultdict, deque
-from dataclasses import dataclass
+from collections import Counter, defaultdict, deque
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -27,6 +31,8 @@ LIST_RE = re.compile(r"^/v2/(?P<pid>[^/]+)/audit/instances$")
 IAM_PATH = "/v3/auth/tokens"
 
 Route = Literal["reboot", "list", "iam", "metadata"]
+# What `delays` and `script` are keyed by: a route everywhere, or a route of one project (its DBSS path).
+RouteKey = Route | tuple[str, Route]
 EXPIRES_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
@@ -52,6 +58,30 @@ class TemporaryKey:
 
 
 @dataclass
+class Cloud:
+    """What every regional endpoint of one account shares: the global IAM and the account's credentials.
+
+    Pass one to several simulators (`DbssSimulator(..., cloud=first.cloud)`): a token IAM issued through any
+    of them, an AK/SK pair and a temporary key from any metadata service are then accepted by all of them."""
+
+    tokens: set[str] = field(default_factory=set)  # every token the gateway accepts (given ones and IAM's)
+    expired_tokens: set[str] = field(default_factory=set)
+    aksk: dict[str, str] = field(default_factory=dict)
+    iam_users: dict[tuple[str, str], str] = field(default_factory=dict)  # (domain, user) -> password
+    temporary_keys: dict[str, TemporaryKey] = field(default_factory=dict)
+    projects: dict[str, str] = field(default_factory=dict)  # project ID -> region: what IAM can scope a token to
+    # IAM tokens are project-scoped; a token given to the constructor has no entry here and works in any project.
+    token_projects: dict[str, str] = field(default_factory=dict)
+    logins_by_project: Counter[str] = field(default_factory=Counter)
+    # One lock for the cloud and every simulator on it: their server threads all touch the shared state.
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+    @property
+    def logins(self) -> int:
+        return sum(self.logins_by_project.values())
+
+
+@dataclass
 class SimInstance:
     id: str
     name: str
@@ -59,6 +89,7 @@ class SimInstance:
     task: str = "NO_TASK"
     version: str = "23.04.18.102306"
     region: str = "cn-north-4"
+    project_id: str = ""  # set by add_instance: the project whose list shows it and whose path reboots it
     rebooting_polls_left: int = 0
     rebooting_until: float | None = None
     end_status: str = "ACTIVE"
@@ -66,55 +97,107 @@ class SimInstance:
 
 
 class DbssSimulator(LoopbackServer):
-    """DBSS and IAM on one loopback server. Tests script errors and delays and read `received`."""
+    """DBSS and IAM on one loopback server. Tests script errors, delays and outages and read `received`.
+
+    It serves `project_id` (in `region`) and any project added with `add_project`; `cloud` shares IAM and
+    the credentials with other simulators (the given tokens, AK/SK pairs and IAM users join it)."""
 
     def __init__(
         self,
         *,
         project_id: str = "0123456789abcdef0123456789abcdef",
+        region: str = "cn-north-4",
         tokens: tuple[str, ...] = ("good-token",),
         aksk: dict[str, str] | None = None,
         iam_users: dict[tuple[str, str], str] | None = None,
+        cloud: Cloud | None = None,
         reboot_polls: int = 2,
         reboot_seconds: float | None = None,
         error_shape: Literal["A", "B"] = "A",
         camel_case: bool = False,
     ) -> None:
         super().__init__()
-        self.project_id = project_id
-        self.tokens = set(tokens)
-        self.expired_tokens: set[str] = set()
-        self.aksk = dict(aksk or {})
-        self.iam_users = dict(iam_users or {})
+        self.cloud = cloud if cloud is not None else Cloud()
+        self.lock = self.cloud.lock
+        self.cloud.tokens.update(tokens)
+        self.cloud.aksk.update(aksk or {})
+        self.cloud.iam_users.update(iam_users or {})
+        self.project_id = project_id  # the first project: add_instance's default
+        self.projects: dict[str, str] = {}  # project ID -> region, the projects this endpoint serves
+        self.add_project(project_id, region)
         self.reboot_polls = reboot_polls
         self.reboot_seconds = reboot_seconds  # set: a reboot lasts this long in wall-clock time (demo, standalone)
         self.error_shape = error_shape
         self.camel_case = camel_case
         self.instances: dict[str, SimInstance] = {}
-        self.scripted: dict[Route, deque[Answer | None]] = defaultdict(deque)
-        self.delays: dict[Route, float] = defaultdict(float)
-        self.logins = 0
+        self.scripted: dict[RouteKey, deque[Answer | None]] = defaultdict(deque)
+        self.delays: dict[RouteKey, float] = defaultdict(float)  # a project's delay adds to its route's
+        # A project whose region is down: each of its list and reboot calls gets this answer (None: dropped).
+        self.outages: dict[str, Answer | None] = {}
         self.reboots_done: list[str] = []
         # The metadata service: an agency bound to the "server", temporary keys it issued, session tokens.
         self.agency = True
         self.temporary_lifetime_seconds = 3600.0  # the simulator's choice; the platform's own lifetime may differ
-        self.temporary_keys: dict[str, TemporaryKey] = {}
         self.metadata_sessions: set[str] = set()
         self.metadata_session_api = True  # False: PUT .../api/token answers 404, as on platforms without it
         self.metadata_session_required = False
 
+    # The cloud's shared state, under the names tests have always used.
+    @property
+    def tokens(self) -> set[str]:
+        return self.cloud.tokens
+
+    @property
+    def expired_tokens(self) -> set[str]:
+        return self.cloud.expired_tokens
+
+    @property
+    def aksk(self) -> dict[str, str]:
+        return self.cloud.aksk
+
+    @property
+    def iam_users(self) -> dict[tuple[str, str], str]:
+        return self.cloud.iam_users
+
+    @property
+    def temporary_keys(self) -> dict[str, TemporaryKey]:
+        return self.cloud.temporary_keys
+
+    @property
+    def logins(self) -> int:
+        return self.cloud.logins
+
+    @property
+    def logins_by_project(self) -> Counter[str]:
+        return self.cloud.logins_by_project
+
     # --- set-up helpers for tests -------------------------------------------------------------------
 
-    def add_instance(self, instance_id: str, name: str = "audit-1", **fields: Any) -> SimInstance:
-        instance = SimInstance(id=instance_id, name=name, **fields)
+    def add_project(self, project_id: str, region: str) -> None:
+        """Serve another project on this endpoint; IAM (the whole cloud) can then scope tokens to it."""
+        with self.lock:
+            if self.cloud.projects.setdefault(project_id, region) != region:
+                raise ValueError(f"project {project_id} is already in {self.cloud.projects[project_id]}")
+            self.projects[project_id] = region
+
+    def add_instance(
+        self, instance_id: str, name: str = "audit-1", *, project: str | None = None, **fields: Any
+    ) -> SimInstance:
+        """An instance of `project` (default: the first project), in that project's region."""
+        project = self.project_id if project is None else project
+        fields.setdefault("region", self.projects[project])
+        instance = SimInstance(id=instance_id, name=name, project_id=project, **fields)
         with self.lock:
             self.instances[instance_id] = instance
         return instance
 
-    def script(self, route: Route, answer: Answer | None) -> None:
-        """The next call to `route` gets this answer (None: the connection is dropped without one)."""
+    def script(self, route: Route, answer: Answer | None, *, project: str | None = None) -> None:
+        """The next call to `route` (of `project` only, if given) gets this answer (None: the connection is dropped).
+
+        A project's scripted answers come before the route's; `project` applies to the DBSS routes, whose path
+        names it."""
         with self.lock:
-            self.scripted[route].append(answer)
+            self.scripted[route if project is None else (project, route)].append(answer)
 
     def dbss_error(self, status: int, code: str, msg: str) -> Answer:
         """A DBSS error in the configured shape (A nested, B flat)."""
@@ -130,13 +213,16 @@ class DbssSimulator(LoopbackServer):
         rid = request_id()
         return Answer(status, {"error_code": code, "error_msg": msg, "request_id": rid}, {"X-Request-Id": rid})
 
-    def reboot_requests(self) -> list[Received]:
-        with self.lock:
-            return [r for r in self.received if REBOOT_RE.match(r.path)]
+    def reboot_requests(self, *, project: str | None = None) -> list[Received]:
+        return self._dbss_requests(REBOOT_RE, project)
 
-    def list_requests(self) -> list[Received]:
+    def list_requests(self, *, project: str | None = None) -> list[Received]:
+        return self._dbss_requests(LIST_RE, project)
+
+    def _dbss_requests(self, pattern: re.Pattern[str], project: str | None) -> list[Received]:
         with self.lock:
-            return [r for r in self.received if LIST_RE.match(r.path)]
+            matches = [(r, pattern.match(r.path)) for r in self.received]
+        return [r for r, m in matches if m and (project is None or m.group("pid") == project)]
 
     def metadata_requests(self) -> list[Received]:
         """The GETs of temporary credentials (not the session-token PUTs)."""
@@ -182,23 +268,39 @@ class DbssSimulator(LoopbackServer):
                     404, "APIGW.0101", "The API does not exist or has not been published in the environment"
                 )
             )
-        if self.delays[route]:
-            self.wait(self.delays[route])
+        pid = m.group("pid") if m else None
+        delay = self.delays[route] + (self.delays.get((pid, route), 0.0) if pid is not None else 0.0)
+        if delay:
+            self.wait(delay)
         if route == "iam":
             answer = self._iam(request)
             return None if answer is None else self._with_id(answer)
         if route == "metadata":
             return self._metadata(request)
+        assert pid is not None
+        with self.lock:
+            if pid in self.outages:  # the region is down: nothing answers for it, whatever the credentials
+                outage = self.outages[pid]
+                return None if outage is None else self._with_id(replace(outage, headers=dict(outage.headers)))
         denied = self._authenticate(request)
         if denied is not None:
             return self._with_id(denied)
         with self.lock:
-            if self.scripted[route]:
-                scripted = self.scripted[route].popleft()
-                return None if scripted is None else self._with_id(scripted)
-        if m is None or m.group("pid") != self.project_id:
+            for queue in (self.scripted[(pid, route)], self.scripted[route]):
+                if queue:
+                    scripted = queue.popleft()
+                    return None if scripted is None else self._with_id(scripted)
+        if pid not in self.projects:
             return self._with_id(self.gateway_error(403, "APIGW.0310", "The project is unavailable"))
-        answer = self._reboot(request) if route == "reboot" else self._list(request)
+        scope = self._scope(request)
+        if scope is not None and scope != pid:
+            # Good credentials, but for another project. The gateway's error table (devg-apisign, "Error Codes";
+            # dbss-api.md section 6) gives for APIGW.0307 (401, "The token must be updated") the cause "an API of
+            # another region may have been called; check the API URL": a project is one region's, so this is it.
+            # DBSS documents no code of its own for it (unlike services answering "tenant_id in token mismatches
+            # with tenant_id in url"). A client treating 0307 as a stale token logs in once more and is refused again.
+            return self._with_id(self.gateway_error(401, "APIGW.0307", "The token must be updated."))
+        answer = self._reboot(request, pid) if route == "reboot" else self._list(request, pid)
         return self._with_id(answer)
 
     @staticmethod
@@ -220,6 +322,13 @@ class DbssSimulator(LoopbackServer):
                     401, "APIGW.0301", "Incorrect IAM authentication information: x-auth-token not found"
                 )
         return None
+
+    def _scope(self, request: Received) -> str | None:
+        """The project the credentials are for: an IAM token's scope, or a signed request's X-Project-Id."""
+        if "authorization" in request.headers:
+            return request.headers.get("x-project-id")
+        with self.lock:
+            return self.cloud.token_projects.get(request.headers.get("x-auth-token", ""))
 
     def _check_signature(self, request: Received, authorization: str) -> Answer | None:
         bad = self.gateway_error(
@@ -308,7 +417,7 @@ class DbssSimulator(LoopbackServer):
         with self.lock:
             if self.scripted["iam"]:
                 return self.scripted["iam"].popleft()  # None: the connection is dropped
-        if self.iam_users.get(key) != password or project != self.project_id:
+        if self.iam_users.get(key) != password or project not in self.cloud.projects:
             return Answer(
                 401,
                 {"error": {"code": 401, "message": "The username or password is wrong.", "title": "Unauthorized"}},
@@ -316,20 +425,22 @@ class DbssSimulator(LoopbackServer):
         token = "MII" + secrets.token_urlsafe(48)
         now = datetime.now(UTC)
         with self.lock:
-            self.logins += 1
+            self.cloud.logins_by_project[project] += 1
             self.tokens.add(token)
+            self.cloud.token_projects[token] = project
+            region = self.cloud.projects[project]
         body = {
             "token": {
                 "expires_at": (now + timedelta(hours=24)).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                 "issued_at": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                 "methods": ["password"],
-                "project": {"id": self.project_id, "name": "cn-north-4"},
+                "project": {"id": project, "name": region},  # a project's name is its region's ID
                 "user": {"name": key[1], "domain": {"name": key[0]}},
             }
         }
         return Answer(201, body, {"X-Subject-Token": token})
 
-    def _reboot(self, request: Received) -> Answer:
+    def _reboot(self, request: Received, pid: str) -> Answer:
         try:
             instance_id = json.loads(request.body)["instance_id"]
             if not isinstance(instance_id, str) or not 32 <= len(instance_id) <= 64:
@@ -338,7 +449,7 @@ class DbssSimulator(LoopbackServer):
             return self.dbss_error(400, "DBSS.10000001", "Enter a valid request message")
         with self.lock:
             instance = self.instances.get(instance_id)
-            if instance is None:
+            if instance is None or instance.project_id != pid:  # another project's instance is unknown here
                 return self.dbss_error(400, "DBSS.10020021", "Invalid request parameter ID.")
             if instance.status != "ACTIVE" or instance.task != "NO_TASK":
                 return self.dbss_error(400, "DBSS.10020132", "Restarting DBSS instance failed.")
@@ -351,7 +462,7 @@ class DbssSimulator(LoopbackServer):
             self.reboots_done.append(instance_id)
         return Answer(200, {"result": "success"})
 
-    def _list(self, request: Received) -> Answer:
+    def _list(self, request: Received, pid: str) -> Answer:
         params = request.params
         try:
             offset = int(params.get("offset", "0"))
@@ -361,7 +472,7 @@ class DbssSimulator(LoopbackServer):
         except ValueError:
             return self.dbss_error(400, "DBSS.10000001", "Enter a valid request message")
         with self.lock:
-            everything = list(self.instances.values())
+            everything = [i for i in self.instances.values() if i.project_id == pid]
             if offset == 0:  # time passes for rebooting instances with each full read of the list
                 for instance in everything:
                     if instance.task != "rebooting":
