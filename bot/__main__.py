@@ -116,36 +116,71 @@ def run_demo(*, reboot_seconds: float, inp: TextIO = sys.stdin, out: TextIO = sy
     from bot.core.policy import AccessPolicy
     from bot.core.reboots import RebootService
     from bot.core.store import StateStore
-    from bot.dbss import DbssClient, TokenAuth
-    from bot.simulator import DEMO_PROJECT_ID, DEMO_TOKEN, DbssSimulator, with_demo_instances
-
-    simulator = with_demo_instances(
-        DbssSimulator(project_id=DEMO_PROJECT_ID, tokens=(DEMO_TOKEN,), reboot_seconds=reboot_seconds)
+    from bot.dbss import AkSkAuth, DbssClient
+    from bot.simulator import (
+        DEMO_AK,
+        DEMO_PROJECT_ID,
+        DEMO_SK,
+        DEMO_TOKEN,
+        DbssSimulator,
+        demo_second_region,
+        with_demo_instances,
     )
-    simulator.record = False
-    simulator.delays.update({"list": 0.2, "reboot": 0.4})  # roughly what a real region answers in
-    simulator.start()
+
+    # Two regions, each its own endpoint and project, as DBSS_TARGETS would configure them; one AK/SK signs for both.
+    north = with_demo_instances(
+        DbssSimulator(
+            project_id=DEMO_PROJECT_ID,
+            tokens=(DEMO_TOKEN,),
+            aksk={DEMO_AK: DEMO_SK},
+            reboot_seconds=reboot_seconds,
+        )
+    )
+    south = demo_second_region(north.cloud, reboot_seconds=reboot_seconds)
+    targets = [Target("cn-north-4", DEMO_PROJECT_ID, ""), Target("ap-southeast-1", south.project_id, "")]
+    for simulator in (north, south):
+        simulator.record = False
+        simulator.delays.update({"list": 0.2, "reboot": 0.4})  # roughly what a real region answers in
+        simulator.start()
+    targets = [Target(t.region, t.project_id, s.url) for t, s in zip(targets, (north, south), strict=True)]
     user = getpass.getuser() or "you"
-    out.write(f"DBSS reboot bot, demo: a built-in DBSS simulator at {simulator.url}, project {DEMO_PROJECT_ID}.\n")
+    out.write(
+        "DBSS reboot bot, demo: built-in DBSS simulators for two regions, "
+        + " and ".join(f"{t.region} at {t.endpoint} (project {t.project_id})" for t in targets)
+        + ".\n"
+    )
     store = StateStore(":memory:")
-    try:
-        with DbssClient(
-            base_url=simulator.url, project_id=DEMO_PROJECT_ID, auth=TokenAuth(DEMO_TOKEN), timeout_seconds=10
-        ) as client:
-            target = Target("cn-north-4", DEMO_PROJECT_ID, simulator.url)
-            service = RebootService(
-                dbss=Fleet([(target, client)]),
-                project_id=DEMO_PROJECT_ID,
-                store=store,
-                policy=AccessPolicy(frozenset({user}), frozenset()),
-                signer=ConfirmationSigner(store.confirmation_key()),
-                confirm_ttl_seconds=300,
-                followup_timeout_seconds=120,
+    fleet = Fleet(
+        [
+            (
+                t,
+                DbssClient(
+                    base_url=t.endpoint,
+                    project_id=t.project_id,
+                    auth=AkSkAuth(access_key=DEMO_AK, secret_key=DEMO_SK, project_id=t.project_id),
+                    timeout_seconds=10,
+                    target=t.key,
+                ),
             )
-            return Console(service=service, user=user, poll_interval=1.0, inp=inp, out=out).run()
+            for t in targets
+        ]
+    )
+    try:
+        service = RebootService(
+            dbss=fleet,
+            project_id=", ".join(t.label for t in targets),
+            store=store,
+            policy=AccessPolicy(frozenset({user}), frozenset()),
+            signer=ConfirmationSigner(store.confirmation_key()),
+            confirm_ttl_seconds=300,
+            followup_timeout_seconds=120,
+        )
+        return Console(service=service, user=user, poll_interval=1.0, inp=inp, out=out).run()
     finally:
+        fleet.close()
         store.close()
-        simulator.stop()
+        north.stop()
+        south.stop()
 
 
 def console_user() -> str:

@@ -245,7 +245,8 @@ class Console:
                 case StatusCommand(instance_id=iid):
                     instance = next((i for i in service.dbss.list_instances() if i.id == iid), None)
                     if instance is None:
-                        self.say(f":mag: No DBSS audit instance {messages.code(iid)} in this project.")
+                        where = "this project" if len(service.dbss.targets) == 1 else "any region this bot serves"
+                        self.say(f":mag: No DBSS audit instance {messages.code(iid)} in {where}.")
                     else:
                         self.say(messages.status_text(instance, service.store.last_reboot(iid), links))
                 case ListCommand(page=page):
@@ -265,8 +266,13 @@ class Console:
             self.say(f":warning: DBSS: {messages.escape(str(err))}")
             return
         for n, instance in enumerate(instances, 1):
+            region = messages.region_of(instance)
             self._out.write(
-                inert(f"  {n}. {instance.name or instance.id} ({instance.id}) {instance.status}/{instance.task}") + "\n"
+                inert(
+                    f"  {n}. {instance.name or instance.id} ({instance.id}) {instance.status}/{instance.task}"
+                    + (f" in {region}" if region else "")
+                )
+                + "\n"
             )
         choice = self.ask("Which one? (number, or Enter for none) ")
         if choice.isdigit() and 1 <= int(choice) <= len(instances):
@@ -275,17 +281,20 @@ class Console:
     def reboot_by_name(self, name: str) -> None:
         """As in Slack: one instance of that name is offered; several or none are said."""
         try:
-            found = by_name(self._service.dbss.list_instances(), name)
+            instances = self._service.dbss.list_instances()
+            found = by_name(instances, name)
         except DbssError as err:
             self.say(f":warning: DBSS could not be read ({messages.escape(type(err).__name__)}); use the ID.")
             return
         if len(found) == 1:
             self.reboot(found[0].id)
         elif found:
-            ids = ", ".join(messages.code(i.id) for i in found)
+            ids = ", ".join(
+                messages.code(i.id) + (f" in {region}" if (region := messages.region_of(i)) else "") for i in found
+            )
             self.say(f"{messages.several_named(name, len(found))} Use one of the IDs: {ids}.")
         else:
-            self.say(messages.no_such_name(name, self._service.project_id))
+            self.say(messages.no_such_name(name, self._service.project_id, instances))
 
     def reboot(self, instance_id: str) -> None:
         service = self._service

@@ -187,6 +187,13 @@ class Harness:
         found = eventually(lambda: cards() if len(cards()) >= count else None, what="the card")
         return copy.deepcopy(found[-1])  # as a second tab would still show it, buttons and all
 
+    def wait_for_cards(self) -> list[Any]:
+        """Every card posted so far that still has its buttons."""
+        with self.slack.lock:
+            return [
+                copy.deepcopy(m) for m in self.slack.messages.values() if m.thread_ts is None and _has_buttons(m.blocks)
+            ]
+
     def wait_for_hook(self, *, count: int = 1) -> str:
         texts = eventually(
             lambda: self.slack.hook_texts() if len(self.slack.hook_texts()) >= count else None, what="a private reply"

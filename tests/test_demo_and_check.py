@@ -28,6 +28,7 @@ EU, US, STAGING, LEGACY = (
     "7a1b2c3d-4e5f-4061-8293-a4b5c6d7e8f9",
     "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b",
 )
+AP = "3c5e7a9b1d2f4e6a8c0b2d4f6a8c0e1f"  # the demo's instance in ap-southeast-1
 
 
 def demo(script: str) -> str:
@@ -74,7 +75,22 @@ def test_demo_refusals_and_errors() -> None:
     assert "is not a DBSS instance ID" in out
     assert "is SHUTOFF with task NO_TASK" in out
     assert "DBSS refused the reboot" in out and "DBSS.10020132" in out and "HTTP 400" in out
-    assert "audit-prod-eu" in out and "(4, page 1 of 1)" in out
+    assert "audit-prod-eu" in out and "(6, page 1 of 1)" in out
+
+
+def test_demo_serves_two_regions() -> None:
+    """The demo's second region: a card there names it and the reboot is followed; a name found in both regions
+    is not guessed; the list shows each instance's region."""
+    out = demo(f"/dbss-reboot {AP}\nreboot\naudit-prod-eu\nlist\nquit\n")
+    assert (
+        "for two regions, cn-north-4 at http://127.0.0.1:" in out and "and ap-southeast-1 at http://127.0.0.1:" in out
+    )
+    assert "asks to reboot a DBSS audit instance in ap-southeast-1." in out and "Region: ap-southeast-1" in out
+    assert f"{AP} is back to ACTIVE after" in out
+    assert "2 DBSS instances are named audit-prod-eu" in out
+    assert f"{EU} in cn-north-4" in out and "in ap-southeast-1" in out.split("named audit-prod-eu")[1]
+    assert "DBSS audit instances in ap-southeast-1, cn-north-4 (6, page 1 of 1)" in out
+    assert f"audit-prod-ap {AP}: ACTIVE / NO_TASK · ap-southeast-1" in out
 
 
 def test_demo_picker_leads_to_the_card() -> None:

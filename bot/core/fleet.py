@@ -114,7 +114,8 @@ class Fleet:
                 if len(arrived) < len(parts) and not found:
                     return
                 result = InstanceList(regions=tuple(m.target.label for m, _ in parts))
-                for done_member, done_part in arrived:
+                # In the configured order of the targets, whichever answered first: lists and menus keep their order.
+                for done_member, done_part in sorted(arrived, key=lambda a: self.members.index(a[0])):
                     error = done_part.exception()
                     if error is None:
                         result.extend(done_part.result())

@@ -509,6 +509,11 @@ class DbssSimulator(LoopbackServer):
 
 DEMO_PROJECT_ID = "d3m0d3m0d3m0d3m0d3m0d3m0d3m0d3m0"
 DEMO_TOKEN = "demo-token"  # noqa: S105 - the simulator's published demo token, not a secret
+# The demo's second region, on an endpoint of its own, and the AK/SK that signs for both (one credential, as the
+# bot requires with several targets).
+DEMO_AP_PROJECT_ID = "d3m0a9a9d3m0a9a9d3m0a9a9d3m0a9a9"
+DEMO_AK = "DEMOAK00000000000000"
+DEMO_SK = "demo-secret-key-not-a-secret-0000000000"
 
 
 def with_demo_instances(simulator: DbssSimulator) -> DbssSimulator:
@@ -518,4 +523,14 @@ def with_demo_instances(simulator: DbssSimulator) -> DbssSimulator:
     simulator.add_instance("7a1b2c3d-4e5f-4061-8293-a4b5c6d7e8f9", "audit-staging", status="SHUTOFF")
     legacy = simulator.add_instance("9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b", "audit-legacy")
     legacy.reboot_error = (400, "DBSS.10020132", "Restarting DBSS instance failed.")  # shows an error in the demo
+    return simulator
+
+
+def demo_second_region(cloud: Cloud, *, reboot_seconds: float | None = None) -> DbssSimulator:
+    """The demo's ap-southeast-1: another project on another endpoint of the same cloud."""
+    simulator = DbssSimulator(
+        project_id=DEMO_AP_PROJECT_ID, region="ap-southeast-1", cloud=cloud, reboot_seconds=reboot_seconds
+    )
+    simulator.add_instance("3c5e7a9b1d2f4e6a8c0b2d4f6a8c0e1f", "audit-prod-ap")
+    simulator.add_instance("4d6f8b0c2e3a5f7b9d1c3e5a7b9d1f2a", "audit-prod-eu")  # the same name as in cn-north-4
     return simulator

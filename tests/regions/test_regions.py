@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 
 from tests.fakes.dbss import FakeDbss
 from tests.fakes.slack import FakeSlack
-from tests.harness import INCIDENTS, Harness, button_value, eventually
+from tests.harness import ALICE, INCIDENTS, Harness, button_value, eventually
 
 AK, SK = "AKFAKE0000000000000", "SKFAKEsecretsecretsecretsecretsecret00"
 P1 = "0f3b00000000000000000000000000a1"
@@ -213,3 +214,49 @@ def test_one_region_down_while_the_other_reboots_and_follows(
     finally:
         south.delays["list"] = 0.0
         h.stop()
+
+
+def test_iam_logs_in_once_per_target_under_50_concurrent_reboots(tmp_path: Path, fake_slack: FakeSlack) -> None:
+    """IAM password login: one project-scoped token per target, shared by every call to that target; 50
+    reboots confirmed at once across two regions cost one login per project (the gateway refuses a token on
+    another project's path, so a token used across targets would show as refused reboots)."""
+    users = {("acme", "oncall-bot"): "correct horse battery staple"}
+    north = FakeDbss(project_id=P1, region="cn-north-4", iam_users=users)
+    south = FakeDbss(project_id=P2, region="ap-southeast-1", cloud=north.cloud)
+    ids = {P1: [f"5b1c0a4e9d2f4a7b8c6d5e4f3a2b{n:04d}" for n in range(25)]}
+    ids[P2] = [f"7e2d1b5f0a3c4b8d9e7f6a5b4c3d{n:04d}" for n in range(25)]
+    for fake, project in ((north, P1), (south, P2)):
+        for n, iid in enumerate(ids[project]):
+            fake.add_instance(iid, f"audit-{project[:4]}-{n}")
+    with north, south:
+        h = Harness(
+            tmp_path,
+            north,
+            fake_slack,
+            dbss_project_id=None,
+            dbss_endpoint=None,
+            dbss_auth_token=None,
+            dbss_iam_domain="acme",
+            dbss_iam_user="oncall-bot",
+            dbss_iam_password="correct horse battery staple",
+            dbss_iam_endpoint=north.url,
+            dbss_targets=f"cn-north-4:{P1}@{north.url},ap-southeast-1:{P2}@{south.url}",
+            bot_allowed_users=ALICE,
+        )
+        try:
+            everything = ids[P1] + ids[P2]
+            with ThreadPoolExecutor(max_workers=25) as pool:
+                assert all(r.status_code == 200 for r in pool.map(h.command, everything))
+                cards = eventually(
+                    lambda: found if len(found := h.wait_for_cards()) >= 50 else None, timeout=20, what="50 cards"
+                )
+                clicks = pool.map(lambda card: h.click("dbss_reboot_confirm", card=card), cards)
+                assert all(r.status_code == 200 for r in clicks)
+            eventually(
+                lambda: len(north.reboot_requests()) + len(south.reboot_requests()) >= 50, timeout=20, what="50 reboots"
+            )
+            assert sorted(north.reboots_done) == sorted(ids[P1]) and sorted(south.reboots_done) == sorted(ids[P2])
+            assert dict(north.logins_by_project) == {P1: 1, P2: 1}
+            assert {r.path for r in south.reboot_requests()} == {f"/v1/{P2}/audit/instance/reboot"}
+        finally:
+            h.stop()
