@@ -39,6 +39,12 @@ ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-signing-secret-0123456789abcdef"
 PROJECT = "0123456789abcdef0123456789abcdef"
 CHANNEL = "CSTORM"
+REGIONS = (
+    ("cn-north-4", "0f3b0000000000000000000000000001"),
+    ("ap-southeast-1", "9c1d0000000000000000000000000002"),
+    ("eu-west-0", "77770000000000000000000000000003"),
+)
+BENCH_AK, BENCH_SK = "AKBENCH000000000000", "bench-secret-key-0123456789abcdef"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 # The server under test (the bot, or the bare baseline) gets core 0 to itself; this process (the fakes) and
@@ -331,6 +337,55 @@ class Bench:
         done = wait_until(lambda: len(cards(self.slack)) >= count_before + self.scale.commands, 240)
         return sent, time.monotonic() - started if done else float("nan")
 
+    def several_targets(self) -> dict[str, float]:
+        """A bot with DBSS_TARGETS of three regions (each its own simulator endpoint and project, one AK/SK) and
+        reboots followed in each: list calls per poll interval, per region, in a quiet window."""
+        s = self.scale
+        north = FakeDbss(project_id=REGIONS[0][1], region=REGIONS[0][0], aksk={BENCH_AK: BENCH_SK})
+        fakes = [north] + [FakeDbss(project_id=p, region=r, cloud=north.cloud) for r, p in REGIONS[1:]]
+        state = self.workdir / "regions.sqlite3"
+        store = StateStore(state)
+        now = time.time()
+        for fake, (region, project) in zip(fakes, REGIONS, strict=True):
+            fake.start()
+            for n in range(s.followups // len(REGIONS)):
+                iid = f"{project[:8]}{n:024x}"
+                fake.add_instance(iid, f"followed-{n}", task="rebooting").rebooting_polls_left = 10**9
+                store.add_followup(
+                    FollowUp(
+                        f"{region}-{n}",
+                        iid,
+                        self.users[0],
+                        self.users[0],
+                        CHANNEL,
+                        f"2.{n}",
+                        now,
+                        now + 3600,
+                        target=f"{region}:{project}",
+                    )
+                )
+        store.close()
+        env = self.env(
+            state,
+            DBSS_TARGETS=",".join(f"{r}:{p}@{f.url}" for f, (r, p) in zip(fakes, REGIONS, strict=True)),
+            DBSS_AK=BENCH_AK,
+            DBSS_SK=BENCH_SK,
+        )
+        for name in ("DBSS_PROJECT_ID", "DBSS_ENDPOINT", "DBSS_AUTH_TOKEN"):
+            env.pop(name)
+        bot = Process(["bot", "http"], env, free_port(), self.workdir / "regions-bot.log")
+        try:
+            time.sleep(s.poll_interval * 1.5)
+            before = [len(f.list_requests()) for f in fakes]
+            time.sleep(s.quiet_window)
+            after = [len(f.list_requests()) for f in fakes]
+        finally:
+            bot.stop()
+            for fake in fakes:
+                fake.stop()
+        intervals = s.quiet_window / s.poll_interval
+        return {region: (a - b) / intervals for (region, _), a, b in zip(REGIONS, after, before, strict=True)}
+
     def run(self) -> None:
         s = self.scale
         # 1. Baselines: bare Bolt with its defaults, and bare Bolt answering on the request thread (as the bot
@@ -425,6 +480,9 @@ class Bench:
             iam_bot.stop()
         logins = self.dbss.logins - logins_before
 
+        # 7. Several targets: follow-ups in three regions, one list call per interval per region.
+        per_target = self.several_targets()
+
         # The table.
         all_acks = [x for run in acks for x in run]
         first, second = ([x.latency for x in run] for run in acks)
@@ -462,6 +520,13 @@ class Bench:
         self.row("storm: DBSS list calls to post the cards of run 2", str(storm_lists))
         self.row(f"DBSS list calls per poll interval ({s.followups} followed, quiet)", f"{per_interval:.2f}", "1")
         self.row(f"IAM logins for {iam_reboots} concurrent reboots", str(logins), "1")
+        followed_each = s.followups // len(REGIONS)
+        self.row(
+            f"DBSS list calls per poll interval per target ({len(REGIONS)} targets, {followed_each} followed in each, "
+            "quiet)",
+            ", ".join(f"{region} {calls:.2f}" for region, calls in per_target.items()),
+            "1 each",
+        )
         for label, index in (("bot (gunicorn worker)", 1), ("gunicorn master", 0)):
             self.row(
                 f"RSS of the {label}: after start, after run 1, after run 2",

@@ -29,6 +29,10 @@ def test_smoke_benchmark_writes_its_table(tmp_path: Path) -> None:
     assert rows["late or failed acks (>= 3 s or not 200), both runs"] == "0 of 120"
     assert rows["DBSS list calls per poll interval (10 followed, quiet)"] == "1.00"
     assert rows["IAM logins for 10 concurrent reboots"] == "1"
+    per_target = rows["DBSS list calls per poll interval per target (3 targets, 3 followed in each, quiet)"]
+    calls = dict(part.split(" ") for part in per_target.split(", "))
+    assert sorted(calls) == ["ap-southeast-1", "cn-north-4", "eu-west-0"]
+    assert all(0.8 <= float(c) <= 1.2 for c in calls.values()), per_target  # one per interval (window edges aside)
     assert rows["bot exit code on SIGTERM"] == "0"
     assert "(10 cards)" in rows["card latency, 10 commands 20 commands/s, DBSS list latency 0 s"]
     assert "(10 cards)" in rows["card latency, 10 commands all at once, DBSS list latency 0.05 s"]
