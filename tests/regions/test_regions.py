@@ -260,3 +260,32 @@ def test_iam_logs_in_once_per_target_under_50_concurrent_reboots(tmp_path: Path,
             assert {r.path for r in south.reboot_requests()} == {f"/v1/{P2}/audit/instance/reboot"}
         finally:
             h.stop()
+
+
+def test_the_modal_and_the_message_shortcut_show_the_region(
+    tmp_path: Path, north: FakeDbss, south: FakeDbss, fake_slack: FakeSlack
+) -> None:
+    from tests.slack.test_shortcuts import ALERT_TS, global_shortcut, shortcut
+
+    h = regions(tmp_path, north, south, fake_slack)
+    try:
+        global_shortcut(h, "9.9.9")
+        eventually(lambda: fake_slack.calls("views.update"), what="the modal to fill in")
+        options = fake_slack.views["V1"]["blocks"][0]["element"]["options"]
+        labels = {o["value"]: o["text"]["text"] for o in options}
+        assert labels[NORTH] == "audit-north · ACTIVE/NO_TASK · cn-north-4"
+        assert labels[SOUTH] == "audit-south · ACTIVE/NO_TASK · ap-southeast-1"
+        shortcut(h, {"text": f"DBSS audit agent down on {NORTH} and {SOUTH}"})
+        asked = eventually(lambda: [r.json for r in fake_slack.hooks() if r.json.get("blocks")], what="which one")[0]
+        named = {o["value"]: o["text"]["text"] for o in asked["blocks"][1]["elements"][0]["options"]}
+        assert named == {NORTH: labels[NORTH], SOUTH: labels[SOUTH]}
+        shortcut(h, {"text": f"audit agent down on {SOUTH}"})
+        card = eventually(
+            lambda: next(
+                (m for m in fake_slack.thread(INCIDENTS, ALERT_TS) if "asks to *reboot*" in str(m.blocks)), None
+            ),
+            what="the card in the alert's thread",
+        )
+        assert "in *ap-southeast-1*" in str(card.blocks) and "*Region*\\n`ap-southeast-1`" in str(card.blocks)
+    finally:
+        h.stop()
