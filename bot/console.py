@@ -359,7 +359,7 @@ class Console:
                 self.say(messages.decision_line(decision))
                 return False
         outcome = service.execute(decision, thread_ts=correlation_id, store_followup=False)
-        self.say(f"{messages.outcome_text(outcome)} (ref {correlation_id})")
+        self.say(f"{messages.outcome_text(outcome, decision.confirmation.target)} (ref {correlation_id})")
         service.reported(correlation_id, how="on the console")
         if isinstance(outcome, Accepted) and outcome.followup is not None:
             self.follow(outcome.followup)

@@ -57,7 +57,7 @@ def test_demo_confirm_shows_card_reboots_and_follows_to_active() -> None:
         "DBSS accepted the reboot",
         "Following",
         "rebooting",
-        f"{EU} is back to ACTIVE after",
+        f"{EU} in cn-north-4 is back to ACTIVE after",
     ]:
         assert fragment in out, fragment
     assert "<@" not in out and "`" not in out and "&lt;" not in out  # rendered as text, not mrkdwn
@@ -86,7 +86,7 @@ def test_demo_serves_two_regions() -> None:
         "for two regions, cn-north-4 at http://127.0.0.1:" in out and "and ap-southeast-1 at http://127.0.0.1:" in out
     )
     assert "asks to reboot a DBSS audit instance in ap-southeast-1." in out and "Region: ap-southeast-1" in out
-    assert f"{AP} is back to ACTIVE after" in out
+    assert f"{AP} in ap-southeast-1 is back to ACTIVE after" in out
     assert "2 DBSS instances are named audit-prod-eu" in out
     assert f"{EU} in cn-north-4" in out and "in ap-southeast-1" in out.split("named audit-prod-eu")[1]
     assert "DBSS audit instances in ap-southeast-1, cn-north-4 (6, page 1 of 1)" in out

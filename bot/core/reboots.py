@@ -671,7 +671,7 @@ class RebootService:
             thread_ts=thread_ts,
             started_at=now,
             deadline=now + self._followup_timeout,
-            target=c.target or next(iter(self._targets)),
+            target=c.target,  # None with one target: that one
         )
         outcome = Accepted(c.instance_id, accepted.request_id, followup)
         # The announcement is written before the follow-up, so its first progress message comes after it.

@@ -82,7 +82,7 @@ def outcome(anchor: OutboxMessage, decision: Confirmed, result: Outcome) -> list
     who = f"Requested by {messages.mention(c.requester)}"
     if decision.second_approver:
         who += f", approved by {messages.mention(decision.by)}"
-    text = f"{messages.outcome_text(result)}\n{who}, ref `{c.nonce}`."
+    text = f"{messages.outcome_text(result, c.target)}\n{who}, ref `{c.nonce}`."
     if isinstance(result, Accepted):
         text += " I will follow it here until it is healthy again."
     return [

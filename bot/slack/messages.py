@@ -118,6 +118,11 @@ def help_text(*, may_reboot_here: str | None) -> str:
     return "\n".join(lines)
 
 
+def _in(target: str | None) -> str:
+    """ " in ap-southeast-1" after an instance ID in a thread, when the bot serves several targets."""
+    return f" in {escape(target.partition(':')[0])}" if target else ""
+
+
 def region_of(instance: Instance) -> str | None:
     """The region of the target that listed the instance; None when the bot serves one target only."""
     return instance.target.partition(":")[0] if instance.target else None
@@ -359,9 +364,9 @@ def _hint(outcome: Rejected) -> str:
     return _HINTS.get(err.status_code, "Nothing was rebooted.")
 
 
-def outcome_text(outcome: Outcome) -> str:
-    """The thread reply that says what DBSS did."""
-    instance_label = code(outcome.instance_id)
+def outcome_text(outcome: Outcome, target: str | None = None) -> str:
+    """The thread reply that says what DBSS did (`target`: where, when the bot serves several)."""
+    instance_label = code(outcome.instance_id) + _in(target)
     match outcome:
         case Accepted(request_id=rid):
             return (
@@ -398,14 +403,15 @@ def _state(instance: Instance | None) -> str:
 def progress_text(followup: FollowUp, progress: Progress) -> str:
     note = f" ({escape(progress.note)})" if progress.note else ""
     return (
-        f":hourglass_flowing_sand: Following {code(followup.instance_id)}: {_state(progress.instance)} after "
+        f":hourglass_flowing_sand: Following {code(followup.instance_id)}{_in(followup.target)}: "
+        f"{_state(progress.instance)} after "
         f"{duration(progress.elapsed)}{note}. This message updates until the reboot is over."
     )
 
 
 def finished_text(followup: FollowUp, ending: Ending) -> str:
     """The thread reply that closes a follow-up; anything but healthy is an alert to the requester."""
-    iid = code(followup.instance_id)
+    iid = code(followup.instance_id) + _in(followup.target)
     match ending.kind:
         case "healthy":
             return f":large_green_circle: {iid} is back to *ACTIVE* after {duration(ending.elapsed)}."

@@ -84,7 +84,9 @@ def test_an_id_in_the_second_target_is_found_shown_with_its_region_and_rebooted_
             timeout=10,
             what="the follow-up's end",
         )
-        assert SOUTH in done.text
+        assert f"`{SOUTH}` in ap-southeast-1 is back to *ACTIVE*" in done.text
+        thread = [m.text for m in fake_slack.thread(card.channel, card.ts)]
+        assert any(f"DBSS accepted the reboot of `{SOUTH}` in ap-southeast-1" in t for t in thread), thread
         result = [e for e in h.bot.store.audit(instance_id=SOUTH) if e.event == "reboot_result"]
         assert [(e.outcome, e.region) for e in result] == [("accepted", "ap-southeast-1")]
         h.command(f"history {SOUTH}")
