@@ -173,6 +173,8 @@ class Follower:
         for f in active:
             groups.setdefault(f.target, []).append(f)
         fleet: Fleet = self._dbss  # type: ignore[assignment]
+        for key in [k for k in self._pending if k not in groups]:  # its follow-ups ended: an old answer is no use
+            del self._pending[key]
         futures: dict[Future[list[Instance]], str | None] = {}
         for key in groups:
             future = self._pending.get(key)
