@@ -50,6 +50,7 @@ def row(entry: AuditEntry) -> dict[str, str | float | None]:
         "outcome": entry.outcome,
         "dbss_request_id": entry.dbss_request_id,
         "detail": entry.detail,
+        "region": entry.region,
         "replica": entry.replica,
     }
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AliasChoices,
@@ -144,10 +145,11 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
-    @field_validator(*CREDENTIAL_FIELDS, mode="before")
+    @field_validator(*CREDENTIAL_FIELDS, "dbss_targets", "bot_channel_targets", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
-        """DBSS_AUTH_TOKEN= (a blank line in a manifest) is no token, as the one-kind check counts it."""
+        """DBSS_AUTH_TOKEN= (a blank line in a manifest) is no token, as the one-kind check counts it; a blank
+        DBSS_TARGETS is no targets (the single-project settings apply)."""
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("log_level", mode="before")
@@ -203,7 +205,7 @@ class Settings(BaseSettings):
         targets = [t for t in parsed if isinstance(t, Target)]
         regions = [t.region for t in targets]
         return tuple(
-            Target(t.region, t.project_id, t.endpoint, f"{t.region}/{t.project_id[:8]}")
+            Target(t.region, t.project_id, t.endpoint, f"{t.region}/{t.project_id}")
             if regions.count(t.region) > 1
             else t
             for t in targets
@@ -291,7 +293,7 @@ def _parse_target(entry: str) -> Target | str:
     region, colon, project = head.partition(":")
     if not colon or not REGION_RE.fullmatch(region.strip()) or not PROJECT_RE.fullmatch(project.strip()):
         return f"{entry!r} is not region:project_id"
-    if at and not endpoint.strip().startswith(("https://", "http://")):
+    if at and (not endpoint.strip().startswith(("https://", "http://")) or not urlsplit(endpoint.strip()).hostname):
         return f"{entry!r}: the endpoint after @ must be a URL starting with https:// (or http:// for a local fake)"
     region, project = region.strip(), project.strip()
     return Target(region, project, endpoint.strip().rstrip("/") if at else default_endpoint(region))
@@ -309,7 +311,7 @@ def _target_problems(raw: dict[str, Any]) -> list[str]:
     if isinstance(targets_text, str) and targets_text.strip():
         single = given("dbss_project_id", "huaweicloud_sdk_project_id", "dbss_region", "dbss_endpoint")
         if single:
-            names = ", ".join(_ALIASES.get(n.upper(), n.upper()) for n in single)
+            names = ", ".join(n.upper() for n in single)  # as set: HUAWEICLOUD_SDK_PROJECT_ID is named so
             problems.append(f"set DBSS_TARGETS (several regions and projects) or {names} (one project), not both")
         bad, seen, targets = [], set(), []
         for entry in _entries(targets_text):
@@ -336,7 +338,7 @@ def _target_problems(raw: dict[str, Any]) -> list[str]:
                 "(DBSS_AK, DBSS_SK), IAM password login (DBSS_IAM_DOMAIN, DBSS_IAM_USER, DBSS_IAM_PASSWORD: one "
                 "token per project) or DBSS_METADATA_CREDENTIALS=true"
             )
-        regions = {t.region for t in targets}
+        regions = set() if bad else {t.region for t in targets}  # with bad entries, no region is judged unserved
     elif not given("dbss_project_id", "huaweicloud_sdk_project_id"):
         problems.append(
             "DBSS_PROJECT_ID is required: the Huawei Cloud project ID (letters, digits and '-'); "

@@ -98,6 +98,7 @@ def test_jsonl_export_of_the_shared_trail_with_filters(tmp_path: Path, redis_url
         "outcome": "accepted",
         "dbss_request_id": "rid-jan",
         "detail": None,
+        "region": None,
         "replica": name_a,
     }
     assert rows[1]["replica"] == name_b and rows[1]["detail"] == FORMULA, "JSON is data: nothing is altered"

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -130,20 +132,51 @@ def test_a_dead_follower_fails_readiness_until_the_bot_restarts(harness: Harness
     eventually(lambda: readiness(harness.http) == READY, what="ready after the restart")
 
 
+class HangingReads:
+    """The follower's state store, whose reads hang until `gate` is set (a disk that stalls)."""
+
+    def __init__(self, store: Any, gate: threading.Event) -> None:
+        self._store = store
+        self._gate = gate
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def active_followups(self) -> Any:
+        self._gate.wait(30)
+        return self._store.active_followups()
+
+
 def test_a_stalled_follower_fails_readiness_then_recovers(fast: Harness, fake_dbss: FakeDbss) -> None:
-    """A poll round that does not come back within the threshold (here 0.5 s, while DBSS takes 1.5 s to list) is a
-    stuck follower; when DBSS answers promptly again, rounds come round and it is ready again. With nothing to
-    follow, the loop still comes round: readiness does not depend on there being follow-ups."""
+    """A poll round that does not come back within the threshold (here 0.5 s, while the follower's store reads hang)
+    is a stuck follower; when they answer again, rounds come round and it is ready again. A slow DBSS is not a
+    stuck follower: the round goes on without the list, and the follow-up's progress says it has no answer yet.
+    With nothing to follow, the loop still comes round: readiness does not depend on there being follow-ups."""
     eventually(lambda: readiness(fast.http) == READY, what="ready")
     fast.bot.readiness.follower_stalled_after = 0.5
     fake_dbss.reboot_polls = 10**6  # the instance stays busy: the follow-up goes on polling
     fast.command(INSTANCE_ID)
-    fast.click("dbss_reboot_confirm", card=fast.wait_for_card())
+    card = fast.wait_for_card()
+    fast.click("dbss_reboot_confirm", card=card)
     eventually(lambda: fast.bot.follower.active == 1, what="the follow-up")
     fake_dbss.delays["list"] = 1.5
-    text = eventually(lambda: failing(fast.http, "follower"), timeout=10, what="the follower check to fail")
-    assert re.fullmatch(r"follower: no poll round for \d+ s \(stuck over 0\.5 s\)\n", text), text
+    eventually(
+        lambda: any("no answer yet" in m.text for m in fast.slack.thread(card.channel, card.ts)),
+        timeout=10,
+        what="the progress to say DBSS has not answered",
+    )
+    assert readiness(fast.http) == READY, "a slow list call does not stall the loop"
     fake_dbss.delays["list"] = 0.0
+    gate = threading.Event()
+    follower = fast.bot.follower
+    store = follower._store
+    follower._store = HangingReads(store, gate)
+    try:
+        text = eventually(lambda: failing(fast.http, "follower"), timeout=10, what="the follower check to fail")
+        assert re.fullmatch(r"follower: no poll round for \d+ s \(stuck over 0\.5 s\)\n", text), text
+    finally:
+        gate.set()
+        follower._store = store
     eventually(lambda: readiness(fast.http) == READY, timeout=10, what="ready again")
 
 

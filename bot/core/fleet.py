@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from bot.config import Target
@@ -43,6 +43,17 @@ class InstanceList(list[Instance]):
         self.regions = regions  # the labels of the targets asked
 
 
+class NoRegionReadable(DbssError):
+    """Every target's list failed: there is nothing to show, and each failure is in `unreadable`."""
+
+    def __init__(self, unreadable: dict[str, DbssError]) -> None:
+        super().__init__(
+            "no region's instance list could be read: "
+            + "; ".join(f"{label} ({type(err).__name__})" for label, err in unreadable.items())
+        )
+        self.unreadable = unreadable
+
+
 @dataclass(frozen=True, slots=True)
 class Member:
     target: Target
@@ -58,7 +69,8 @@ class Fleet:
             raise ValueError("a fleet needs at least one target")
         self.members = tuple(Member(t, c, SharedListing(c)) for t, c in members)
         self._by_key = {m.target.key: m for m in self.members}
-        self._last: tuple[float, InstanceList] | None = None
+        if len({m.target.label for m in self.members}) != len(self.members):  # labels key unreadable lists
+            raise ValueError("two targets have the same label")
 
     @property
     def targets(self) -> tuple[Target, ...]:
@@ -92,8 +104,8 @@ class Fleet:
     def fetch(self, keys: Iterable[str] | None = None, *, find: str | None = None) -> Future[list[Instance]]:
         """A Future of the instances of these targets (all by default), as an InstanceList.
 
-        With one target its error is the Future's error, as the bare client raised it; with several, only
-        when none answered is there nothing to show, and each failure is still named in `unreadable`.
+        With one target its error is the Future's error, as the bare client raised it; with several, the
+        failures are named in `unreadable`, and when none answered the error is NoRegionReadable.
         `find`: an instance ID, which is unique across targets: the Future is done as soon as a list holding
         it arrives (a card need not wait for a region that is slow or down), with the lists arrived so far."""
         members = self.members if keys is None else tuple(m for k in keys if (m := self._by_key.get(k)))
@@ -118,15 +130,19 @@ class Fleet:
                 for done_member, done_part in sorted(arrived, key=lambda a: self.members.index(a[0])):
                     error = done_part.exception()
                     if error is None:
-                        result.extend(done_part.result())
+                        key = done_member.target.key
+                        # Each instance carries its target (the client tags them; one that did not is tagged here),
+                        # so an offer is made for, and a reboot sent to, the target that listed the instance.
+                        result.extend(i if i.target == key else replace(i, target=key) for i in done_part.result())
                     elif isinstance(error, DbssError):
                         result.unreadable[done_member.target.label] = error
                     else:  # a bug, not an unreachable region: let it be seen
                         combined.set_exception(error)
                         return
+                if len(arrived) == len(parts) and len(result.unreadable) == len(parts):
+                    combined.set_exception(NoRegionReadable(result.unreadable))
+                    return
                 combined.set_result(result)
-            if len(arrived) == len(parts):
-                self._last = (time.monotonic(), result)
 
         if not parts:
             combined.set_result(InstanceList())
@@ -142,13 +158,28 @@ class Fleet:
         return self.fetch().result()
 
     def recent(self, max_age: float, *, timeout: float) -> list[Instance]:
-        """A list no older than `max_age` seconds if there is one, else a fresh one (type-ahead menus)."""
+        """A list no older than `max_age` seconds per target if there is one, else a fresh one (type-ahead menus).
+
+        Each target is waited for until `timeout` at most: one that is slow or down is left out (and named in
+        `unreadable`), not allowed to empty the menu of the others."""
         if self.single:
             return self.members[0].listing.recent(max_age, timeout=timeout)
-        last = self._last
-        if last is not None and time.monotonic() - last[0] <= max_age and not last[1].unreadable:
-            return last[1]
-        return self.fetch().result(timeout=timeout)
+        deadline = time.monotonic() + timeout
+        pending = [(m, m.listing.cached(max_age) or m.listing.fetch()) for m in self.members]
+        result = InstanceList(regions=tuple(m.target.label for m in self.members))
+        for member, answer in pending:
+            if isinstance(answer, list):
+                result.extend(answer)
+                continue
+            try:
+                result.extend(answer.result(timeout=max(0.0, deadline - time.monotonic())))
+            except DbssError as err:
+                result.unreadable[member.target.label] = err
+            except TimeoutError:
+                result.unreadable[member.target.label] = DbssError(f"{member.target.label} did not answer in time")
+        if len(result.unreadable) == len(self.members):
+            raise NoRegionReadable(result.unreadable)
+        return result
 
     def wait_idle(self, timeout: float) -> None:
         for member in self.members:
@@ -159,10 +190,12 @@ class Fleet:
     def reboot(self, instance_id: str, target: str | None = None) -> RebootAccepted:
         """Reboot the instance in the target the confirmation names (never anywhere else)."""
         member = self.member(target)
-        if member is None:
+        if member is None and target is None:
             raise DbssNotSent(
-                f"the region this confirmation was made for ({target or 'not named'}) is not served by this bot now"
+                "this card was made before the bot served several regions, so it names none; ask for a new card"
             )
+        if member is None:
+            raise DbssNotSent(f"the region this confirmation was made for ({target}) is not served by this bot now")
         return member.client.reboot(instance_id)
 
     def close(self) -> None:

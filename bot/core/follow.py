@@ -35,6 +35,14 @@ def _no_longer_served(key: str | None) -> list[Instance]:
     raise DbssNotSent(f"{key} is no longer among DBSS_TARGETS")
 
 
+class NoAnswerYet(DbssError):
+    """A list call still in flight when the next tick is due."""
+
+
+def _no_answer_yet(label: str) -> list[Instance]:
+    raise NoAnswerYet(f"{label} has not answered yet")
+
+
 @dataclass(frozen=True, slots=True)
 class Progress:
     elapsed: float
@@ -100,6 +108,8 @@ class Follower:
         self._outbox = outbox
         self._clock = clock
         self._missing: dict[str, int] = {}  # good list answers in a row without the instance, by follow-up
+        # Follow-ups whose progress message last said their list could not be read: a change either way is news.
+        self._said_unreadable: set[str] = set()
         self._pending: dict[str | None, Future[list[Instance]]] = {}  # lists in flight, by target
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -175,7 +185,7 @@ class Follower:
         fleet: Fleet = self._dbss  # type: ignore[assignment]
         for key in [k for k in self._pending if k not in groups]:  # its follow-ups ended: an old answer is no use
             del self._pending[key]
-        futures: dict[Future[list[Instance]], str | None] = {}
+        futures: dict[Future[list[Instance]], list[str | None]] = {}  # two keys may share one call in flight
         for key in groups:
             future = self._pending.get(key)
             if future is None:
@@ -188,21 +198,26 @@ class Follower:
                     yield groups[key], partial(_no_longer_served, key)
                     continue
                 self._pending[key] = future
-            futures[future] = key
+            futures.setdefault(future, []).append(key)
         try:
             for future in as_completed(futures, timeout=max(self._interval * 0.9, 0.01)):
-                key = futures[future]
-                del self._pending[key]
-                yield groups[key], future.result
+                for key in futures[future]:
+                    del self._pending[key]
+                    yield groups[key], future.result
         except TimeoutError:
-            slow = [fleet.label(key) or str(key) for future, key in futures.items() if not future.done()]
-            log.warning("instance list still in flight at the next tick: %s", ", ".join(slow))
+            # Still no answer: their progress says so (and their deadlines still apply); the call is kept.
+            for future, keys in futures.items():
+                if not future.done():
+                    for key in keys:
+                        yield groups[key], partial(_no_answer_yet, fleet.label(key) or str(key))
 
     def _unreadable(self, key: str | None, err: DbssError) -> str:
         label = getattr(self._dbss, "label", lambda _: None)(key)
         where = f"{label} cannot be read right now" if label else "the instance list cannot be read right now"
         if isinstance(err, DbssApiError):
             return f"{where}: HTTP {err.status_code} {err.error_code or ''}".strip()
+        if isinstance(err, NoAnswerYet):
+            return f"{where}: no answer yet"
         return f"{where} ({type(err).__name__}: {str(err)[:120]})"
 
     def _move(
@@ -210,6 +225,7 @@ class Follower:
     ) -> None:
         """Advance these follow-ups on one list answer (or its failure) and store their progress."""
         now = self._clock()
+        unreadable = instances is None
         updates: dict[str, dict[str, object]] = {}
         wanted: list[tuple[int, float, FollowUp, Progress, tuple[str | None, str | None]]] = []
         for followup in active:
@@ -237,6 +253,10 @@ class Follower:
             updates[followup.correlation_id].update(
                 progress_ts=ts or followup.progress_ts, last_update_at=now, last_status=state[0], last_task=state[1]
             )
+            if unreadable:
+                self._said_unreadable.add(followup.correlation_id)
+            else:
+                self._said_unreadable.discard(followup.correlation_id)
         self._store.update_followups(list(updates.items()))
 
     def _advance(
@@ -269,7 +289,9 @@ class Follower:
         priority: int | None = None
         if f.progress_ts is None:
             priority = 0
-        elif state != (f.last_status, f.last_task):
+        elif state != (f.last_status, f.last_task) or (instances is None) != (
+            f.correlation_id in self._said_unreadable
+        ):
             priority = 1
         elif f.last_update_at is None or now - f.last_update_at >= self._progress_every:
             priority = 2
@@ -283,6 +305,7 @@ class Follower:
         if not self._store.finish_followup(f.correlation_id, ending.kind):
             return
         self._missing.pop(f.correlation_id, None)
+        self._said_unreadable.discard(f.correlation_id)
         self._metrics.followup_ended(ending.kind)
         self.active -= 1
         said = list(self._notifier.finished(f, ending))

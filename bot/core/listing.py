@@ -54,6 +54,11 @@ class SharedListing:
             return last[1]
         return self.fetch().result(timeout=timeout)
 
+    def cached(self, max_age: float) -> list[Instance] | None:
+        """The latest good answer if it is no older than `max_age` seconds, else None."""
+        last = self._last
+        return last[1] if last is not None and time.monotonic() - last[0] <= max_age else None
+
     def wait_idle(self, timeout: float) -> None:
         """At shutdown: let the call in flight answer, and its callbacks (cards waiting for it) run."""
         reader = self._reader

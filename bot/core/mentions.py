@@ -39,11 +39,13 @@ def message_texts(message: dict[str, Any]) -> list[str]:
 def find_instances(message: dict[str, Any], instances: list[Instance] | None) -> list[str]:
     """IDs of the instances the message names, in the order they appear, each once.
 
-    IDs that look like instance IDs count even when the list is unavailable (None); with a list, only
-    IDs it contains count, and names it knows are matched as whole words.
+    IDs that look like instance IDs count even when the list is unavailable (None) or lacks a region that
+    could not be read (its `unreadable`); otherwise only IDs it contains count, and names it knows are matched
+    as whole words.
     """
     texts = message_texts(message)
-    known = {i.id for i in instances} if instances is not None else None
+    complete = instances is not None and not getattr(instances, "unreadable", None)
+    known = {i.id for i in instances} if instances is not None and complete else None
     ordered: dict[str, None] = {}
     for text in texts:
         for match in ID_IN_TEXT.finditer(text):

@@ -361,9 +361,13 @@ class RebootService:
         unreadable: str | None = None
         target: Target | None = None
         failed: dict[str, DbssError] = getattr(listing, "unreadable", {})
+        if isinstance(listing, DbssError) and len(self._targets) > 1:  # no region answered: where is it?
+            every = tuple(t.label for t in self._targets.values())
+            nowhere: OfferResult = UnknownInstance(instance_id, self.project_id, every, every)
+            return self._refused(nowhere, user, channel, instance_id, correlation_id)
         if isinstance(listing, DbssError):
             unreadable = _unreadable(listing)
-            target = next(iter(self._targets.values())) if len(self._targets) == 1 else None
+            target = next(iter(self._targets.values()))
         else:
             instance = next((i for i in listing if i.id == instance_id), None)
             if instance is not None:

@@ -375,7 +375,10 @@ class RedisBackedStore(StateStore):
     def add_followup(self, followup: FollowUp) -> None:
         with self._shared():
             pipe = self._redis.pipeline()
-            pipe.set(self.key("followup", followup.correlation_id), json.dumps(asdict(followup)), nx=True)
+            fields = asdict(followup)
+            if fields["target"] is None:  # as the previous version wrote it: its replicas can take it over
+                del fields["target"]
+            pipe.set(self.key("followup", followup.correlation_id), json.dumps(fields), nx=True)
             pipe.sadd(self.key("followups"), followup.correlation_id)
             pipe.set(self.key("followup-owner", followup.correlation_id), self.replica, px=self._lease_ms)
             pipe.execute()

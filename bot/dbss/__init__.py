@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import httpx
 
 from bot.config import Settings, Target
-from bot.core.fleet import Fleet
 from bot.dbss.auth import AccessKey, AkSkAuth, IamPasswordAuth, TokenAuth
 from bot.dbss.client import CallObserver, DbssClient, RebootAccepted
 from bot.dbss.errors import (
@@ -47,6 +47,9 @@ __all__ = [
     "build_metadata_auth",
     "is_instance_id",
 ]
+
+if TYPE_CHECKING:
+    from bot.core.fleet import Fleet
 
 # httpcore's DEBUG records print raw response headers, IAM's X-Subject-Token among them: never let them through.
 logging.getLogger("httpcore").setLevel(logging.INFO)
@@ -141,6 +144,8 @@ def build_fleet(
     settings: Settings, *, transport: httpx.BaseTransport | None = None, observe: CallObserver | None = None
 ) -> Fleet:
     """A client per target: each its own IAM token or signature (project-scoped), one metadata key for all."""
+    from bot.core.fleet import Fleet  # bot.core imports bot.dbss's models: imported here, not at the top
+
     shared: httpx.Auth | None = None
     if settings.credential_kind == "metadata" and len(settings.targets) > 1:
         shared = build_metadata_auth(settings, transport=transport, observe=observe)

@@ -548,9 +548,9 @@ NONE_VISIBLE = "No DBSS audit instances are visible with the bot's credentials."
 
 
 def _option(i: Instance) -> dict[str, Any]:
-    region = region_of(i)
+    region = region_of(i)  # first: a long name must not cut it off (two instances may share a name)
     return {
-        "text": _plain(f"{i.name or i.id} · {i.status}/{i.task}" + (f" · {region}" if region else ""), 75),
+        "text": _plain((f"{region} · " if region else "") + f"{i.name or i.id} · {i.status}/{i.task}", 75),
         "value": i.id,
     }
 
@@ -627,6 +627,14 @@ def interrupted_text(interrupted: Interrupted) -> str:
 
 MODAL_CALLBACK = "dbss_reboot_modal"
 MODAL_INSTANCE, MODAL_CHANNEL, MODAL_REASON = "instance", "channel", "reason"
+
+
+def name_unsure(name: str, found: Instance, unreadable: list[str]) -> str:
+    return (
+        f":mag: {code(found.id)} in {escape(region_of(found) or '?')} is named {code(name)}, but "
+        f"{', '.join(code(label) for label in unreadable)} cannot be read right now, so another instance may have "
+        f"that name there. Nothing was done: use the ID (`/dbss-reboot {escape(found.id)}`), or try again in a minute."
+    )
 
 
 def several_found(count: int) -> str:

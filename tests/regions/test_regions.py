@@ -111,8 +111,8 @@ def test_a_name_in_two_targets_is_ambiguous_and_gets_the_picker(
         [select] = [e for b in answer["blocks"] if b["type"] == "actions" for e in b["elements"]]
         labels = sorted(o["text"]["text"] for o in select["options"])
         assert labels == [
-            "audit-shared · ACTIVE/NO_TASK · ap-southeast-1",
-            "audit-shared · ACTIVE/NO_TASK · cn-north-4",
+            "ap-southeast-1 · audit-shared · ACTIVE/NO_TASK",
+            "cn-north-4 · audit-shared · ACTIVE/NO_TASK",
         ]
         time.sleep(0.2)
         assert not [m for m in fake_slack.messages.values() if m.thread_ts is None], "no card for an ambiguous name"
@@ -275,8 +275,8 @@ def test_the_modal_and_the_message_shortcut_show_the_region(
         eventually(lambda: fake_slack.calls("views.update"), what="the modal to fill in")
         options = fake_slack.views["V1"]["blocks"][0]["element"]["options"]
         labels = {o["value"]: o["text"]["text"] for o in options}
-        assert labels[NORTH] == "audit-north · ACTIVE/NO_TASK · cn-north-4"
-        assert labels[SOUTH] == "audit-south · ACTIVE/NO_TASK · ap-southeast-1"
+        assert labels[NORTH] == "cn-north-4 · audit-north · ACTIVE/NO_TASK"
+        assert labels[SOUTH] == "ap-southeast-1 · audit-south · ACTIVE/NO_TASK"
         shortcut(h, {"text": f"DBSS audit agent down on {NORTH} and {SOUTH}"})
         asked = eventually(lambda: [r.json for r in fake_slack.hooks() if r.json.get("blocks")], what="which one")[0]
         named = {o["value"]: o["text"]["text"] for o in asked["blocks"][1]["elements"][0]["options"]}

@@ -93,7 +93,7 @@ def on_command(deps: Deps, ack: Ack, command: dict[str, Any], respond: Respond) 
                     pending=deps.listing.fetch(find=iid),  # started now, so the card never waits for a second call
                 )
             case ShowPicker():
-                job = partial(show_picker, deps, respond)
+                job = partial(show_picker, deps, respond, channel=channel)
             case StatusCommand() | ListCommand() | HistoryCommand():
                 job = partial(read_only, deps, parsed, respond)
             case _:
@@ -143,6 +143,13 @@ def _resolve_name(
         tell(dbss_unavailable(answer) + " A name needs the instance list: use the instance ID instead.")
         return
     found = by_name(answer, name)
+    failed: dict[str, DbssError] = getattr(answer, "unreadable", {})
+    if len(found) == 1 and failed:  # the only one found may not be the only one: the ID says which
+        deps.refused(
+            user=user, channel=channel, reason="name not unique for sure", text=name, correlation_id=correlation_id
+        )
+        tell(messages.name_unsure(name, found[0], list(failed)))
+        return
     if len(found) == 1:
         deps.post_card(
             user=user,
@@ -194,9 +201,9 @@ def read_only(deps: Deps, command: StatusCommand | ListCommand | HistoryCommand,
             say_privately(respond, messages.history_text(entries, outcomes, links, iid))
 
 
-def show_picker(deps: Deps, respond: Respond) -> None:
+def show_picker(deps: Deps, respond: Respond, *, channel: str) -> None:
     try:
-        instances = deps.listing.list_instances()
+        instances = deps.reachable(deps.listing.list_instances(), channel)
     except DbssError as err:
         say_privately(respond, dbss_unavailable(err) + " Type `/dbss-reboot &lt;instance_id&gt;` instead.")
         return

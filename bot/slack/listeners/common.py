@@ -15,7 +15,7 @@ from slack_bolt import Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.core.fleet import Fleet
+from bot.core.fleet import Fleet, InstanceList
 from bot.core.outbox import Outbox
 from bot.core.policy import AccessPolicy
 from bot.core.reboots import Offer, RebootService
@@ -157,6 +157,16 @@ class Deps:
             post(known)
             return
         self.with_listing(pending or self.listing.fetch(), correlation_id, tell, post)
+
+    def reachable(self, instances: list[Instance], channel: str) -> list[Instance]:
+        """The instances this channel may reboot (BOT_CHANNEL_TARGETS), for menus; the list's notes are kept."""
+        regions = self.service.policy.regions_here(channel)
+        if regions is None:
+            return instances
+        kept = [i for i in instances if (messages.region_of(i) or "") in regions]
+        if isinstance(instances, InstanceList):
+            return InstanceList(kept, instances.unreadable, instances.regions)
+        return kept
 
     def with_listing(
         self,

@@ -93,15 +93,17 @@ def look_in_alert(
     if instances is None:  # no menu without the list: say so, and how to go on
         tell(messages.no_menu_dbss_down(found, dbss_unavailable(DbssError())))
         return
-    by_id = {i.id: i for i in instances}
+    menu = deps.reachable(instances, channel)  # a channel scoped to some regions is offered only theirs
+    by_id = {i.id: i for i in menu}
+    note = messages.unreadable_note(instances)
     if found:
         blocks = messages.picker(
             [by_id[i] for i in found if i in by_id], prompt=messages.several_found(len(found)), thread_ts=thread_ts
         )
-        say_privately(respond, messages.several_found(len(found)), blocks=blocks)
+        say_privately(respond, messages.several_found(len(found)) + note, blocks=blocks)
     else:
-        blocks = messages.picker(instances, prompt=messages.none_found(), thread_ts=thread_ts)
-        say_privately(respond, messages.none_found(), blocks=blocks)
+        blocks = messages.picker(menu, prompt=messages.none_found(), thread_ts=thread_ts)
+        say_privately(respond, messages.none_found() + note, blocks=blocks)
 
 
 def on_global_shortcut(deps: Deps, ack: Ack, body: dict[str, Any]) -> None:
