@@ -311,7 +311,9 @@ def _target_problems(raw: dict[str, Any]) -> list[str]:
     if isinstance(targets_text, str) and targets_text.strip():
         single = given("dbss_project_id", "huaweicloud_sdk_project_id", "dbss_region", "dbss_endpoint")
         if single:
-            names = ", ".join(n.upper() for n in single)  # as set: HUAWEICLOUD_SDK_PROJECT_ID is named so
+            # The project ID may have come as HUAWEICLOUD_SDK_PROJECT_ID, which the raw settings do not tell apart.
+            spelled = {"dbss_project_id": "DBSS_PROJECT_ID (or HUAWEICLOUD_SDK_PROJECT_ID)"}
+            names = ", ".join(spelled.get(n, n.upper()) for n in single)
             problems.append(f"set DBSS_TARGETS (several regions and projects) or {names} (one project), not both")
         bad, seen, targets = [], set(), []
         for entry in _entries(targets_text):

@@ -60,7 +60,7 @@ def test_targets_list_regions_projects_and_endpoints(monkeypatch: pytest.MonkeyP
 
 def test_two_projects_in_one_region_are_told_apart_by_project() -> None:
     s = load(dbss_targets=f"cn-north-4:{P1},cn-north-4:{P2}", **AKSK)
-    assert [t.label for t in s.targets] == [f"cn-north-4/{P1[:8]}", f"cn-north-4/{P2[:8]}"]
+    assert [t.label for t in s.targets] == [f"cn-north-4/{P1}", f"cn-north-4/{P2}"]
 
 
 def test_one_message_names_every_bad_entry() -> None:
@@ -121,3 +121,16 @@ def test_channel_targets_must_name_configured_regions() -> None:
     assert "BOT_CHANNEL_TARGETS" in message
     assert "'CSTAGING=eu-west-0'" in message and "'oops'" in message
     assert "'CPROD=cn-north-4'" not in message
+
+
+def test_blank_targets_are_unset_and_an_endpoint_needs_a_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A blank line in a ConfigMap is no targets; `@https://` with no host is named; the single-project variable
+    named in the clash is the one actually set."""
+    s = load(dbss_project_id=P1, dbss_targets="  ", bot_channel_targets="", **AKSK)
+    assert [t.project_id for t in s.targets] == [P1] and s.channel_targets == {}
+    with pytest.raises(ConfigError, match=r"'ap-southeast-1:[0-9a-f]+@https://': the endpoint after @"):
+        load(dbss_targets=f"ap-southeast-1:{P2}@https://", **AKSK)
+    monkeypatch.setenv("HUAWEICLOUD_SDK_PROJECT_ID", P1)
+    clash = r"or DBSS_PROJECT_ID \(or HUAWEICLOUD_SDK_PROJECT_ID\) \(one project\), not both"
+    with pytest.raises(ConfigError, match=clash):
+        load(dbss_targets=f"cn-north-4:{P2}", **AKSK)

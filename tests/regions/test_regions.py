@@ -291,3 +291,82 @@ def test_the_modal_and_the_message_shortcut_show_the_region(
         assert "in *ap-southeast-1*" in str(card.blocks) and "*Region*\\n`ap-southeast-1`" in str(card.blocks)
     finally:
         h.stop()
+
+
+def test_a_name_found_once_while_a_region_is_down_is_not_guessed(
+    tmp_path: Path, north: FakeDbss, south: FakeDbss, fake_slack: FakeSlack
+) -> None:
+    """ap-southeast-1 is down: `audit-shared` is found only in cn-north-4, but may be there too. No card: the ID
+    is given instead. An ID in the region that is down is offered there, its state unknown; with every region
+    down, the bot cannot tell where an ID is, and lists say DBSS cannot be read."""
+    south.outages[P2] = south.gateway_error(503, "APIGW.0610", "No backend available")
+    h = regions(tmp_path, north, south, fake_slack)
+    try:
+        h.command("audit-shared")
+        unsure = eventually(
+            lambda: next((t for t in fake_slack.hook_texts() if "is named `audit-shared`" in t), None), what="answer"
+        )
+        assert "`ap-southeast-1` cannot be read right now" in unsure and "/dbss-reboot 5b1c0a4e" in unsure
+        h.command(SOUTH)
+        card = h.wait_for_card()
+        text = field_texts(card)
+        assert f"`{SOUTH}` in `ap-southeast-1`" in text and "could not be read" in text
+        assert "HTTP 503" in text
+        north.outages[P1] = north.gateway_error(503, "APIGW.0610", "No backend available")
+        h.command(NORTH)
+        nowhere = eventually(
+            lambda: next((t for t in fake_slack.hook_texts() if "cannot tell where it is" in t), None), what="answer"
+        )
+        assert "`cn-north-4`, `ap-southeast-1` cannot be read right now" in nowhere
+        h.command("list")
+        down = eventually(
+            lambda: next((t for t in fake_slack.hook_texts() if "No region's instance list" in t), None), what="list"
+        )
+        assert "cn-north-4: DbssApiError; ap-southeast-1: DbssApiError" in down
+        assert not any("No instances are visible" in t for t in fake_slack.hook_texts())
+    finally:
+        h.stop()
+
+
+def test_menus_offer_only_the_regions_a_channel_may_reach(
+    tmp_path: Path, north: FakeDbss, south: FakeDbss, fake_slack: FakeSlack
+) -> None:
+    h = regions(tmp_path, north, south, fake_slack, bot_channel_targets=f"{STAGING}=cn-north-4")
+    try:
+        h.command("", channel=STAGING)
+        picker = eventually(
+            lambda: next((r.json for r in fake_slack.hooks() if r.json.get("blocks")), None), what="the picker"
+        )
+        [select] = [e for b in picker["blocks"] if b["type"] == "actions" for e in b["elements"]]
+        assert {o["value"] for o in select["options"]} == {NORTH, "5b1c0a4e9d2f4a7b8c6d5e4f3a2b1c03"}
+    finally:
+        h.stop()
+
+
+def test_a_card_from_before_several_regions_is_refused_as_not_sent(
+    tmp_path: Path, north: FakeDbss, south: FakeDbss, fake_slack: FakeSlack
+) -> None:
+    """A card offered while the bot served one project names no region; after the move to DBSS_TARGETS its
+    Confirm sends nothing, says why, and leaves no lock."""
+    h = Harness(tmp_path, north, fake_slack, dbss_auth_token=None, dbss_ak=AK, dbss_sk=SK, dbss_project_id=P1)
+    try:
+        h.command(NORTH)
+        card = h.wait_for_card()
+        h.settings = h.settings.model_copy(
+            update={
+                "dbss_project_id": None,
+                "dbss_endpoint": None,
+                "dbss_targets": f"cn-north-4:{P1}@{north.url},ap-southeast-1:{P2}@{south.url}",
+            }
+        )
+        h.restart()
+        h.click("dbss_reboot_confirm", card=card, value=button_value(card, "dbss_reboot_confirm"))
+        said = eventually(
+            lambda: next((m.text for m in fake_slack.thread(card.channel, card.ts) if "was not sent" in m.text), None),
+            what="the thread to say it was not sent",
+        )
+        assert "made before the bot served several regions" in said
+        assert north.reboot_requests() == [] and south.reboot_requests() == []
+        eventually(lambda: h.bot.store.current_lock(NORTH) is None, what="no lock left")
+    finally:
+        h.stop()

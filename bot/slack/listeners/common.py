@@ -15,7 +15,7 @@ from slack_bolt import Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.core.fleet import Fleet, InstanceList
+from bot.core.fleet import Fleet, InstanceList, NoRegionReadable
 from bot.core.outbox import Outbox
 from bot.core.policy import AccessPolicy
 from bot.core.reboots import Offer, RebootService
@@ -52,6 +52,12 @@ def privately(respond: Respond) -> Callable[[str], bool]:
 
 
 def dbss_unavailable(err: DbssError) -> str:
+    if isinstance(err, NoRegionReadable):
+        return (
+            f":warning: No region's instance list could be read right now ("
+            f"{messages.escape('; '.join(f'{label}: {type(e).__name__}' for label, e in err.unreadable.items()))})."
+            " Try again shortly."
+        )
     if isinstance(err, DbssApiError):
         return (
             f":warning: DBSS refused the instance list: {messages.code(err.error_code or 'no code')} "
