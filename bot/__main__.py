@@ -160,6 +160,7 @@ def run_demo(*, reboot_seconds: float, inp: TextIO = sys.stdin, out: TextIO = sy
                     auth=AkSkAuth(access_key=DEMO_AK, secret_key=DEMO_SK, project_id=t.project_id),
                     timeout_seconds=10,
                     target=t.key,
+                    where=t.label,
                 ),
             )
             for t in targets

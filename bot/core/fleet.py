@@ -130,10 +130,13 @@ class Fleet:
                 for done_member, done_part in sorted(arrived, key=lambda a: self.members.index(a[0])):
                     error = done_part.exception()
                     if error is None:
-                        key = done_member.target.key
+                        key, label = done_member.target.key, done_member.target.label
                         # Each instance carries its target (the client tags them; one that did not is tagged here),
                         # so an offer is made for, and a reboot sent to, the target that listed the instance.
-                        result.extend(i if i.target == key else replace(i, target=key) for i in done_part.result())
+                        result.extend(
+                            i if i.target == key and i.where == label else replace(i, target=key, where=label)
+                            for i in done_part.result()
+                        )
                     elif isinstance(error, DbssError):
                         result.unreadable[done_member.target.label] = error
                     else:  # a bug, not an unreachable region: let it be seen

@@ -136,6 +136,7 @@ def build_client(
         observe=observe,
         # Instances are tagged with their target only when there are several: one target needs no region shown.
         target=target.key if len(settings.targets) > 1 else None,
+        where=target.label if len(settings.targets) > 1 else None,
         headers={"X-Project-Id": target.project_id} if auth is not None else None,
     )
 

@@ -58,10 +58,12 @@ class DbssClient:
         transport: httpx.BaseTransport | None = None,
         observe: CallObserver | None = None,
         target: str | None = None,
+        where: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         self.project_id = project_id
         self.target = target  # region:project_id, tagged on every instance this client lists
+        self.where = where  # and the target's label
         self._auth = auth
         self._observe = observe
         self._reboot_path = REBOOT_PATHS[reboot_path].format(project_id=project_id)
@@ -166,8 +168,8 @@ class DbssClient:
             if not isinstance(page, list):  # an answer without the list is no evidence that instances are gone
                 shape = sorted(body)[:10] if isinstance(body, dict) else type(body).__name__
                 raise DbssError(f"DBSS answered the instance list without an instance list ({shape})")
-            tag = self.target
-            instances.extend(i for raw in page if isinstance(raw, dict) and (i := parse_instance(raw, target=tag)))
+            tags = {"target": self.target, "where": self.where}
+            instances.extend(i for raw in page if isinstance(raw, dict) and (i := parse_instance(raw, **tags)))
             total = body.get("total") if isinstance(body, dict) else None
             offset += len(page)
             if not page or len(page) < PAGE_LIMIT or (isinstance(total, int) and offset >= total):

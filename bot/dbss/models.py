@@ -21,8 +21,10 @@ class Instance:
     version: str | None = None
     region: str | None = None
     zone: str | None = None
-    # The bot's own tag, not DBSS's: which of its targets (region:project_id) listed this instance.
+    # The bot's own tags, not DBSS's: which of its targets listed this instance (region:project_id), and that
+    # target's label for people (the region, or region/project_id when one region has two projects).
     target: str | None = None
+    where: str | None = None
 
     @property
     def rebootable(self) -> bool:
@@ -43,7 +45,7 @@ def _pick(raw: dict[str, Any], *keys: str) -> str | None:
     return None
 
 
-def parse_instance(raw: dict[str, Any], *, target: str | None = None) -> Instance | None:
+def parse_instance(raw: dict[str, Any], *, target: str | None = None, where: str | None = None) -> Instance | None:
     """An Instance from one list element, or None if it carries no ID at all."""
     instance_id = _pick(raw, "id", "instance_id")
     if instance_id is None:
@@ -57,6 +59,7 @@ def parse_instance(raw: dict[str, Any], *, target: str | None = None) -> Instanc
         region=_pick(raw, "region"),
         zone=_pick(raw, "zone"),
         target=target,
+        where=where,
     )
 
 

@@ -124,8 +124,9 @@ def _in(target: str | None) -> str:
 
 
 def region_of(instance: Instance) -> str | None:
-    """The region of the target that listed the instance; None when the bot serves one target only."""
-    return instance.target.partition(":")[0] if instance.target else None
+    """The label of the target that listed the instance (its region, or region/project_id when one region has
+    two projects); None when the bot serves one target only."""
+    return instance.where or (instance.target.partition(":")[0] if instance.target else None)
 
 
 def _in_region(offer: Offer) -> str:

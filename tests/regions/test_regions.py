@@ -370,3 +370,38 @@ def test_a_card_from_before_several_regions_is_refused_as_not_sent(
         eventually(lambda: h.bot.store.current_lock(NORTH) is None, what="no lock left")
     finally:
         h.stop()
+
+
+def test_two_projects_in_one_region_are_told_apart(tmp_path: Path, north: FakeDbss, fake_slack: FakeSlack) -> None:
+    p3 = "77770000000000000000000000000003"
+    north.add_project(p3, "cn-north-4")
+    north.add_instance("5b1c0a4e9d2f4a7b8c6d5e4f3a2b1c09", "audit-shared", project=p3)
+    h = Harness(
+        tmp_path,
+        north,
+        fake_slack,
+        dbss_project_id=None,
+        dbss_endpoint=None,
+        dbss_auth_token=None,
+        dbss_ak=AK,
+        dbss_sk=SK,
+        dbss_targets=f"cn-north-4:{P1}@{north.url},cn-north-4:{p3}@{north.url}",
+    )
+    try:
+        h.command("audit-shared")
+        answer = eventually(
+            lambda: next((r.json for r in fake_slack.hooks() if r.json.get("blocks")), None), what="the picker"
+        )
+        [select] = [e for b in answer["blocks"] if b["type"] == "actions" for e in b["elements"]]
+        assert sorted(o["text"]["text"].split(" · ")[0] for o in select["options"]) == [
+            f"cn-north-4/{P1}",
+            f"cn-north-4/{p3}",
+        ]
+        h.command("5b1c0a4e9d2f4a7b8c6d5e4f3a2b1c09")
+        card = h.wait_for_card()
+        assert f"in *cn-north-4/{p3}*" in field_texts(card)
+        h.click("dbss_reboot_confirm", card=card)
+        [sent] = eventually(lambda: north.reboot_requests(project=p3), what="the reboot in the second project")
+        assert sent.path == f"/v1/{p3}/audit/instance/reboot" and north.reboot_requests(project=P1) == []
+    finally:
+        h.stop()

@@ -169,7 +169,7 @@ class Deps:
         regions = self.service.policy.regions_here(channel)
         if regions is None:
             return instances
-        kept = [i for i in instances if (messages.region_of(i) or "") in regions]
+        kept = [i for i in instances if (i.target or "").partition(":")[0] in regions]
         if isinstance(instances, InstanceList):
             return InstanceList(kept, instances.unreadable, instances.regions)
         return kept
