@@ -260,6 +260,12 @@ def test_iam_logs_in_once_per_target_under_50_concurrent_reboots(tmp_path: Path,
             assert sorted(north.reboots_done) == sorted(ids[P1]) and sorted(south.reboots_done) == sorted(ids[P2])
             assert dict(north.logins_by_project) == {P1: 1, P2: 1}
             assert {r.path for r in south.reboot_requests()} == {f"/v1/{P2}/audit/instance/reboot"}
+            # Each token is renewed on its own: ap-southeast-1's expires, and only its project logs in again.
+            with north.lock:
+                north.expired_tokens.update(t for t, p in north.cloud.token_projects.items() if p == P2)
+            h.command("list")
+            eventually(lambda: any("DBSS audit instances in" in t for t in fake_slack.hook_texts()), what="the list")
+            assert dict(north.logins_by_project) == {P1: 1, P2: 2}
         finally:
             h.stop()
 
