@@ -13,8 +13,10 @@ if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
 # Request threads only acknowledge (slow work goes to the bot's own pool), so a few suffice; more only add
-# contenders for the one interpreter lock and lengthen the tail of ack latency (docs/benchmarks.md).
-THREADS = 4
+# contenders for the one interpreter lock and lengthen the tail of ack latency (docs/benchmarks.md). Under the
+# storm, interleaved runs gave p99/p50 about 3.0 with 4 threads, 2.5 with 3, 2.3 with 2; 2 also raised the p50
+# (less overlap of socket waits) and left every request waiting whenever two clients stall. 3 keeps a spare.
+THREADS = 3
 BACKLOG = 2048  # far above socketserver's 5, which drops connections under a burst of senders
 # Options GUNICORN_CMD_ARGS may not change: one worker process owns the state, the pool and the follow-ups
 # (more replicas share state through REDIS_URL instead); its request threads only acknowledge; the app is built
