@@ -6,10 +6,11 @@ from __future__ import annotations
 import gc
 import os
 import re
+import sys
 from pathlib import Path
 
 from bot.core.reboots import new_correlation_id
-from bot.http_server import settle_heap
+from bot.http_server import SWITCH_INTERVAL_SECONDS, prepare_worker, settle_heap
 from tests.fakes.dbss import FakeDbss
 from tests.fakes.slack import FakeSlack
 from tests.processes import BotProcess, bot_env
@@ -24,6 +25,18 @@ def test_settle_heap_puts_every_live_object_out_of_the_collectors_reach() -> Non
         assert gc.get_freeze_count() >= len(keep)
         assert not any(obj is keep for obj in gc.get_objects(generation=2))
     finally:
+        gc.unfreeze()
+
+
+def test_the_worker_hands_the_interpreter_lock_over_within_a_millisecond() -> None:
+    """A request thread back from its socket waits at most 1 ms, not CPython's 5 ms, for a busy background thread."""
+    before = sys.getswitchinterval()
+    try:
+        prepare_worker()
+        assert sys.getswitchinterval() == SWITCH_INTERVAL_SECONDS == 0.001
+        assert gc.get_freeze_count() > 0
+    finally:
+        sys.setswitchinterval(before)
         gc.unfreeze()
 
 
