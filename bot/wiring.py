@@ -158,6 +158,9 @@ def build(
         interval_seconds=settings.bot_poll_interval_seconds,
         outbox=outbox,
         metrics=metrics,
+        # A tick's store reads and writes, and the list it parses, compete with the acks for the interpreter lock:
+        # it starts in a quiet moment between requests (at most 2 s late).
+        gate=partial(acks_first.wait_quiet, 2.0),
     )
     # Acks first: a round of deliveries waits for a quiet moment between requests (at most 0.5 s).
     deliverer = Deliverer(outbox, delivery_client, gate=partial(acks_first.wait_quiet, 0.5))

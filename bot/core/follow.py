@@ -97,8 +97,10 @@ class Follower:
         outbox: Outbox | None = None,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
+        gate: Callable[[], None] | None = None,
     ) -> None:
         self._dbss = dbss
+        self._gate = gate  # waited on before each tick: a quiet moment between acks (bounded by the gate itself)
         self._store = store
         self._notifier = notifier
         self._interval = interval_seconds
@@ -140,6 +142,8 @@ class Follower:
         while not self._stop.wait(max(0.0, next_tick - time.monotonic())):
             next_tick = max(next_tick + self._interval, time.monotonic())
             try:
+                if self._gate is not None:
+                    self._gate()
                 self.tick()
             except Exception:
                 log.exception("follow-up tick failed")

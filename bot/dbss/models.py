@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ class Instance:
         return self.status == HEALTHY_STATUS and self.task == IDLE_TASK
 
 
+@functools.cache  # a handful of keys, asked for once per field of every instance of every list: 75% of a parse
 def _camel(key: str) -> str:
     head, *rest = key.split("_")
     return head + "".join(part.title() for part in rest)
