@@ -55,6 +55,7 @@ class Ending:
     kind: Literal["healthy", "unhealthy", "timeout", "gone"]
     elapsed: float
     instance: Instance | None
+    stale: bool = False  # `instance` is the state last seen: the list could not be read at the end
 
 
 class FollowUpNotifier(Protocol):
@@ -204,7 +205,9 @@ class Follower:
                 self._pending[key] = future
             futures.setdefault(future, []).append(key)
         try:
-            for future in as_completed(futures, timeout=max(self._interval * 0.9, 0.01)):
+            # Until the next tick is due; at least 0.2 s, so that a very short interval does not make every
+            # list "not answered yet".
+            for future in as_completed(futures, timeout=max(self._interval * 0.9, 0.2)):
                 for key in futures[future]:
                     del self._pending[key]
                     yield groups[key], future.result
@@ -286,6 +289,10 @@ class Follower:
             self._finish(f, Ending(kind, elapsed, instance))
             return None
         if now >= f.deadline:
+            if instance is None and instances is None and f.last_status is not None:  # no list now: the last seen
+                last = Instance(f.instance_id, "", f.last_status, f.last_task or "UNKNOWN")
+                self._finish(f, Ending("timeout", elapsed, last, stale=True))
+                return None
             self._finish(f, Ending("timeout", elapsed, instance))
             return None
         changes: dict[str, object] = {"polls": polls, "seen_busy": seen_busy}

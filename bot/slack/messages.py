@@ -423,10 +423,10 @@ def finished_text(followup: FollowUp, ending: Ending) -> str:
                 "DBSS console."
             )
         case "timeout":
+            seen = ("last seen " if ending.stale else "") + _state(ending.instance)
             return (
                 f":rotating_light: {mention(followup.requester)} {iid} is still not done after "
-                f"{duration(ending.elapsed)} ({_state(ending.instance)}). The bot has stopped following it; check the "
-                "DBSS console."
+                f"{duration(ending.elapsed)} ({seen}). The bot has stopped following it; check the DBSS console."
             )
         case "gone":
             return (
@@ -467,7 +467,8 @@ def ending_line(followup: FollowUp, ending: Ending) -> str:
         case "unhealthy":
             return f":rotating_light: Rebooted, but ended {_state(ending.instance)} after {after}, not ACTIVE."
         case "timeout":
-            return f":rotating_light: Not done after {after} ({_state(ending.instance)}); no longer followed."
+            seen = ("last seen " if ending.stale else "") + _state(ending.instance)
+            return f":rotating_light: Not done after {after} ({seen}); no longer followed."
         case "gone":
             return f":rotating_light: The instance left the DBSS instance list {after} after the reboot."
 

@@ -158,3 +158,30 @@ def test_no_cooldown_when_set_to_zero(tmp_path: Path, fake_dbss: FakeDbss, fake_
         assert h.wait_for_card(count=1).ts != card.ts  # the first card has lost its buttons
     finally:
         h.stop()
+
+
+def test_a_deadline_reached_while_dbss_does_not_answer_gives_the_state_last_seen(
+    tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack
+) -> None:
+    """DBSS stops answering list calls mid-follow-up: the follow-up still ends at its deadline, naming the state it
+    last saw (not "unknown"), and says it was last seen."""
+    fake_dbss.reboot_polls = 10_000
+    h = Harness(
+        tmp_path,
+        fake_dbss,
+        fake_slack,
+        bot_poll_interval_seconds=0.1,
+        bot_poll_timeout_seconds=2,
+        dbss_timeout_seconds=5,
+    )
+    try:
+        card = reboot_and_wait(h)
+        eventually(
+            lambda: any("rebooting" in m.text for m in h.slack.thread(card.channel, card.ts)), what="the first progress"
+        )
+        fake_dbss.delays["list"] = 4.0  # from now on no list answers before the deadline
+        alert = final_reply(h, card, "is still not done after")
+        assert "(last seen *ACTIVE* / task *rebooting*)" in alert.text, alert.text
+    finally:
+        fake_dbss.delays["list"] = 0.0
+        h.stop()
