@@ -243,10 +243,10 @@ class Console:
         try:
             match command:
                 case StatusCommand(instance_id=iid):
-                    instance = next((i for i in service.dbss.list_instances() if i.id == iid), None)
+                    listed = service.dbss.list_instances()
+                    instance = next((i for i in listed if i.id == iid), None)
                     if instance is None:
-                        where = "this project" if len(service.dbss.targets) == 1 else "any region this bot serves"
-                        self.say(f":mag: No DBSS audit instance {messages.code(iid)} in {where}.")
+                        self.say(messages.no_such_id(iid, listed, single=len(service.dbss.targets) == 1))
                     else:
                         self.say(messages.status_text(instance, service.store.last_reboot(iid), links))
                 case ListCommand(page=page):

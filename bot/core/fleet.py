@@ -80,11 +80,6 @@ class Fleet:
     def single(self) -> bool:
         return len(self.members) == 1
 
-    @property
-    def calls(self) -> int:
-        """List calls made, all targets together."""
-        return sum(m.listing.calls for m in self.members)
-
     def member(self, key: str | None) -> Member | None:
         """The target with this key; None (no key) means the only target, when there is only one."""
         if key is None:
@@ -95,24 +90,19 @@ class Fleet:
         member = self.member(key)
         return member.target.label if member is not None else None
 
-    def region(self, key: str | None) -> str | None:
-        member = self.member(key)
-        return member.target.region if member is not None else None
-
     # --- reading the lists ---------------------------------------------------------------------------
 
-    def fetch(self, keys: Iterable[str] | None = None, *, find: str | None = None) -> Future[list[Instance]]:
-        """A Future of the instances of these targets (all by default), as an InstanceList.
+    def fetch(self, *, find: str | None = None) -> Future[list[Instance]]:
+        """A Future of the instances of every target, as an InstanceList.
 
         With one target its error is the Future's error, as the bare client raised it; with several, the
         failures are named in `unreadable`, and when none answered the error is NoRegionReadable.
         `find`: an instance ID, which is unique across targets: the Future is done as soon as a list holding
         it arrives (a card need not wait for a region that is slow or down), with the lists arrived so far."""
-        members = self.members if keys is None else tuple(m for k in keys if (m := self._by_key.get(k)))
-        if len(members) == 1 and len(self.members) == 1:
-            return members[0].listing.fetch()
+        if self.single:
+            return self.members[0].listing.fetch()
         combined: Future[list[Instance]] = Future()
-        parts = [(m, m.listing.fetch()) for m in members]
+        parts = [(m, m.listing.fetch()) for m in self.members]
         lock = threading.Lock()
         arrived: list[tuple[Member, Future[list[Instance]]]] = []
 
@@ -147,15 +137,9 @@ class Fleet:
                     return
                 combined.set_result(result)
 
-        if not parts:
-            combined.set_result(InstanceList())
         for _, part in parts:
             part.add_done_callback(one_done)
         return combined
-
-    def each(self, keys: Iterable[str]) -> dict[str, Future[list[Instance]]]:
-        """One Future per target (for the follower, which moves each target's follow-ups as its list arrives)."""
-        return {k: m.listing.fetch() for k in keys if (m := self._by_key.get(k))}
 
     def list_instances(self) -> list[Instance]:
         return self.fetch().result()

@@ -367,13 +367,11 @@ class RebootService:
             return self._refused(nowhere, user, channel, instance_id, correlation_id)
         if isinstance(listing, DbssError):
             unreadable = _unreadable(listing)
-            target = next(iter(self._targets.values()))
+            target = self._target(None)
         else:
             instance = next((i for i in listing if i.id == instance_id), None)
             if instance is not None:
-                target = self._targets.get(instance.target or "") or (
-                    next(iter(self._targets.values())) if len(self._targets) == 1 else None
-                )
+                target = self._target(instance.target)
             else:
                 labels = {t.label: t for t in self._targets.values()}
                 candidates = [
@@ -457,11 +455,15 @@ class RebootService:
             self.metrics.refused(reason)
         return decision
 
+    def _target(self, key: str | None) -> Target | None:
+        """The target a key names; no key names the only one, when there is only one."""
+        if key is None:
+            return next(iter(self._targets.values())) if len(self._targets) == 1 else None
+        return self._targets.get(key)
+
     def target_of(self, c: Confirmation) -> Target | None:
         """The target a confirmation reboots in (None: the region it was made for is no longer served)."""
-        if c.target is None:
-            return next(iter(self._targets.values())) if len(self._targets) == 1 else None
-        return self._targets.get(c.target)
+        return self._target(c.target)
 
     def _region_field(self, target: Target | None) -> str | None:
         """The audit trail's region: named once the bot serves several targets (one target needs no name)."""

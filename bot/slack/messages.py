@@ -631,6 +631,12 @@ MODAL_CALLBACK = "dbss_reboot_modal"
 MODAL_INSTANCE, MODAL_CHANNEL, MODAL_REASON = "instance", "channel", "reason"
 
 
+def no_such_id(instance_id: str, instances: list[Instance], *, single: bool) -> str:
+    """Status of an ID that no list that answered holds (with the regions that could not be read, if any)."""
+    where = "this project." if single else "any region this bot serves."
+    return f":mag: No DBSS audit instance {code(instance_id)} in {where}" + unreadable_note(instances)
+
+
 def name_unsure(name: str, found: Instance, unreadable: list[str]) -> str:
     return (
         f":mag: {code(found.id)} in {escape(region_of(found) or '?')} is named {code(name)}, but "

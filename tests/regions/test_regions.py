@@ -42,18 +42,17 @@ def south() -> Iterator[FakeDbss]:
 
 
 def regions(tmp_path: Path, north: FakeDbss, south: FakeDbss, slack: FakeSlack, **overrides: Any) -> Harness:
-    return Harness(
-        tmp_path,
-        north,
-        slack,
-        dbss_project_id=None,
-        dbss_endpoint=None,
-        dbss_auth_token=None,
-        dbss_ak=AK,
-        dbss_sk=SK,
-        dbss_targets=f"cn-north-4:{P1}@{north.url},ap-southeast-1:{P2}@{south.url}",
-        **overrides,
-    )
+    """A bot serving cn-north-4 (`north`'s P1) and ap-southeast-1 (`south`'s P2), signing with AK/SK unless the
+    overrides say otherwise (the Harness's single-project settings are unset)."""
+    settings: dict[str, Any] = {
+        "dbss_project_id": None,
+        "dbss_endpoint": None,
+        "dbss_auth_token": None,
+        "dbss_ak": AK,
+        "dbss_sk": SK,
+        "dbss_targets": f"cn-north-4:{P1}@{north.url},ap-southeast-1:{P2}@{south.url}",
+    }
+    return Harness(tmp_path, north, slack, **{**settings, **overrides})
 
 
 def field_texts(card: Any) -> str:
@@ -231,18 +230,17 @@ def test_iam_logs_in_once_per_target_under_50_concurrent_reboots(tmp_path: Path,
         for n, iid in enumerate(ids[project]):
             fake.add_instance(iid, f"audit-{project[:4]}-{n}")
     with north, south:
-        h = Harness(
+        h = regions(
             tmp_path,
             north,
+            south,
             fake_slack,
-            dbss_project_id=None,
-            dbss_endpoint=None,
-            dbss_auth_token=None,
+            dbss_ak=None,
+            dbss_sk=None,
             dbss_iam_domain="acme",
             dbss_iam_user="oncall-bot",
             dbss_iam_password="correct horse battery staple",
             dbss_iam_endpoint=north.url,
-            dbss_targets=f"cn-north-4:{P1}@{north.url},ap-southeast-1:{P2}@{south.url}",
             bot_allowed_users=ALICE,
         )
         try:
@@ -382,16 +380,8 @@ def test_two_projects_in_one_region_are_told_apart(tmp_path: Path, north: FakeDb
     p3 = "77770000000000000000000000000003"
     north.add_project(p3, "cn-north-4")
     north.add_instance("5b1c0a4e9d2f4a7b8c6d5e4f3a2b1c09", "audit-shared", project=p3)
-    h = Harness(
-        tmp_path,
-        north,
-        fake_slack,
-        dbss_project_id=None,
-        dbss_endpoint=None,
-        dbss_auth_token=None,
-        dbss_ak=AK,
-        dbss_sk=SK,
-        dbss_targets=f"cn-north-4:{P1}@{north.url},cn-north-4:{p3}@{north.url}",
+    h = regions(
+        tmp_path, north, north, fake_slack, dbss_targets=f"cn-north-4:{P1}@{north.url},cn-north-4:{p3}@{north.url}"
     )
     try:
         h.command("audit-shared")

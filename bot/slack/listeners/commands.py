@@ -172,33 +172,24 @@ def _resolve_name(
 
 def read_only(deps: Deps, command: StatusCommand | ListCommand | HistoryCommand, respond: Respond) -> None:
     service, links = deps.service, deps.links
+    if isinstance(command, HistoryCommand):
+        entries, outcomes = service.history(command.instance_id)
+        say_privately(respond, messages.history_text(entries, outcomes, links, command.instance_id))
+        return
+    try:
+        listed = deps.listing.list_instances()
+    except DbssError as err:
+        say_privately(respond, dbss_unavailable(err))
+        return
     match command:
         case StatusCommand(instance_id=iid):
-            try:
-                listed = deps.listing.list_instances()
-            except DbssError as err:
-                say_privately(respond, dbss_unavailable(err))
-                return
             instance = next((i for i in listed if i.id == iid), None)
             if instance is None:
-                say_privately(
-                    respond,
-                    f":mag: No DBSS audit instance {messages.code(iid)} in "
-                    + ("any region this bot serves." if not deps.listing.single else "this project.")
-                    + messages.unreadable_note(listed),
-                )
+                say_privately(respond, messages.no_such_id(iid, listed, single=deps.listing.single))
                 return
             say_privately(respond, messages.status_text(instance, service.store.last_reboot(iid), links))
         case ListCommand(page=page):
-            try:
-                instances = deps.listing.list_instances()
-            except DbssError as err:
-                say_privately(respond, dbss_unavailable(err))
-                return
-            say_privately(respond, messages.list_text(instances, page=page, project_id=service.project_id))
-        case HistoryCommand(instance_id=iid):
-            entries, outcomes = service.history(iid)
-            say_privately(respond, messages.history_text(entries, outcomes, links, iid))
+            say_privately(respond, messages.list_text(listed, page=page, project_id=service.project_id))
 
 
 def show_picker(deps: Deps, respond: Respond, *, channel: str) -> None:
