@@ -57,6 +57,11 @@ class GroupDirectory:
         self._members = frozenset().union(*self._by_group.values()) if self._by_group else frozenset()
         self._next_refresh = self._clock() + (self._retry if failed else self._max_age)
 
+    @property
+    def next_refresh(self) -> float | None:
+        """When (on the directory's clock) `members()` starts the next refresh; None before the first."""
+        return self._next_refresh
+
     def members(self) -> frozenset[str]:
         due = self._next_refresh is None or self._clock() >= self._next_refresh
         if due and self._groups and self._refreshing.acquire(blocking=False):

@@ -49,7 +49,10 @@ def test_network_error_does_not_end_the_refreshing(fake_slack: FakeSlack) -> Non
     fake_slack.fault("usergroups.users.list", "reset")
     clock.now += 301
     groups.members()  # starts the background refresh that meets the dropped connection
-    eventually(lambda: len(fake_slack.calls("usergroups.users.list")) == 2, what="the failed refresh")
+    # The background refresh has ended once it has set its next time: moving the clock before that would let
+    # it set the retry from the moved clock, and the later refresh would never be due.
+    eventually(lambda: groups.next_refresh == 1301 + 15, what="the failed refresh")
+    assert len(fake_slack.calls("usergroups.users.list")) == 2
     assert groups.members() == {ALICE, BOB}
     fake_slack.usergroups["SONCALL"] = [BOB]
     clock.now += 16
