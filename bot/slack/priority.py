@@ -38,7 +38,12 @@ class AcksFirst(Middleware):
         self._work = work
         self._quiet = quiet
         self._max_wait = max_wait
-        self._changed = threading.Condition(threading.Lock())
+        lock = threading.Lock()
+        # Two conditions on one lock, each with its own waiters. `notify()` wakes one waiter of its condition:
+        # were the releaser to share one with `wait_quiet`'s callers (the deliverer, the follower), a wake-up
+        # meant for it could reach one of them, and every job after would be held.
+        self._work_held = threading.Condition(lock)  # waited on by the releaser alone
+        self._changed = threading.Condition(lock)  # waited on by `wait_quiet`; timed waits, close() wakes them
         self._active = 0
         self._last_done = float("-inf")
         self._held: deque[tuple[float, Callable[[], object]]] = deque()
@@ -63,7 +68,12 @@ class AcksFirst(Middleware):
                 raise RuntimeError("closed: no new work")
             self._held.append((time.monotonic(), job))
             if len(self._held) == 1:  # the releaser sleeps until there is something to release
-                self._changed.notify()
+                self._work_held.notify()
+
+    def oldest_held(self) -> float:
+        """Seconds the oldest held job has waited (0 when none is held): past `max_wait`, the gate is stuck."""
+        with self._changed:
+            return time.monotonic() - self._held[0][0] if self._held else 0.0
 
     def wait_quiet(self, max_wait: float) -> None:
         """Block until no request has been in dispatch for `quiet` seconds, or `max_wait` has passed (for other
@@ -81,21 +91,24 @@ class AcksFirst(Middleware):
         """Hand every held job to the pool now, and take no more (the pool is shut down next)."""
         with self._changed:
             self._closed = True
-            self._changed.notify()
+            self._work_held.notify()
+            self._changed.notify_all()
         self._releaser.join()
 
     def _release(self) -> None:
         while True:
-            with self._changed:
+            with self._work_held:
                 while not self._held and not self._closed:
-                    self._changed.wait()
+                    # Woken by submit(); the timeout is a second line of defence: even a wake-up lost some
+                    # other way would cost a held job at most `max_wait`, never the process's lifetime.
+                    self._work_held.wait(self._max_wait)
                 while not self._closed:
                     now = time.monotonic()
                     quiet_at = now + self._quiet if self._active else self._last_done + self._quiet
                     due = min(quiet_at, self._held[0][0] + self._max_wait)
                     if now >= due:
                         break
-                    self._changed.wait(due - now)  # nothing notifies here: recheck when the wait is over
+                    self._work_held.wait(due - now)  # later submits do not notify: recheck when it is over
                 jobs = [job for _, job in self._held]
                 self._held.clear()
                 closed = self._closed

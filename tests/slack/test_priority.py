@@ -110,3 +110,28 @@ def test_a_pool_that_refuses_a_job_does_not_stop_later_jobs() -> None:
         gate.submit(done.set)
         assert work.refused and done.wait(3)
         gate.close()
+
+
+def test_a_thread_waiting_for_quiet_never_takes_the_releasers_wake_up(pool: Any) -> None:
+    """The deliverer and the follower wait for a quiet moment on the gate all the time: a job submitted while
+    one of them waits is still released within max_wait (a wake-up meant for the releaser once reached such a
+    waiter instead, and every later job was held until the process stopped)."""
+    gate = AcksFirst(pool, quiet=5.0, max_wait=0.3)
+    release = threading.Event()
+    request = in_dispatch(gate, release)  # a request in dispatch: the quiet waiter stays parked for `quiet`
+    first = threading.Event()
+    gate.submit(first.set)
+    waiter = threading.Thread(target=gate.wait_quiet, args=(10.0,), daemon=True)
+    waiter.start()  # parks while the releaser still holds the first job, so it waits before the releaser does
+    assert first.wait(3)
+    time.sleep(0.05)  # the releaser is back to waiting for work, behind the quiet waiter
+    for n in range(3):
+        done = threading.Event()
+        submitted = time.monotonic()
+        gate.submit(done.set)
+        assert done.wait(2.0), f"job {n} still held after 2 s (max_wait 0.3 s)"
+        assert time.monotonic() - submitted < 1.5
+    release.set()
+    request.join()
+    gate.close()
+    waiter.join(3)
