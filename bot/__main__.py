@@ -70,6 +70,7 @@ def serve_socket_mode(settings: Settings) -> None:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    logs.dump_stacks_on_signal()
     bot = build(settings)
     settle_heap()
     socket = SocketMode(bot.app, app_token=settings.slack_app_token.get_secret_value())

@@ -3,9 +3,12 @@
 HTTP mode serves them on $PORT beside Slack's endpoint (bot/slack/app.py); Socket Mode, which has no HTTP
 server of its own, on BOT_HEALTH_PORT (`OpsServer`).
 
-- /healthz: 200 whenever the process serves at all (liveness: restart me only if this fails).
+- /healthz: liveness, "restart me only if this fails": 200 while the process serves and none of its own loops
+  is stuck; 503 naming each stuck one (`work`: a job held past its bound; `follower`, `outbox`: a thread dead or
+  not moving). A restart cures these, and nothing outside the process does: a replica that acks every command
+  but posts nothing must not look healthy.
 - /readyz: 200 "ok", or 503 with one line per failing check, each starting with its name: `state store`,
-  `redis`, `socket mode`, `follower`, `outbox`. Plain text, no secrets (errors are named by kind).
+  `redis`, `socket mode`, `work`, `follower`, `outbox`. Plain text, no secrets (errors are named by kind).
 """
 
 from __future__ import annotations
@@ -30,9 +33,8 @@ PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 # the replica is not ready, since a reboot it confirmed now could not be reported. Retries back off to 60 s, so a
 # message that is merely being retried is far younger.
 OUTBOX_STUCK_SECONDS = 600.0
-# A delivery round waits for its Slack calls (each bounded by SLACK_TIMEOUT_SECONDS, at most 60 s, two per message
-# at worst): a round this late is hung.
-DELIVERER_STALLED_SECONDS = 300.0
+# A job held by the acks-first gate is released within its max_wait (2 s): one held several times that is stuck.
+HELD_STUCK_FACTOR = 3.0
 STORE_CHECK_EVERY_SECONDS = 1.0  # the state-store and Redis checks write; probes more often get the last answer
 
 
@@ -47,7 +49,16 @@ class FollowerLoop(Loop, Protocol):
 
 
 class DelivererLoop(Loop, Protocol):
-    last_round_at: float
+    progress_at: float
+
+
+class HeldWork(Protocol):
+    """The acks-first gate: how long its oldest held job has waited, and how long one may."""
+
+    @property
+    def max_wait(self) -> float: ...
+
+    def oldest_held(self) -> float: ...
 
 
 class Readiness:
@@ -65,6 +76,8 @@ class Readiness:
         follower_stalled_after: float,
         backlog: Callable[[], tuple[int, float]],
         deliverer: DelivererLoop,
+        deliverer_stalled_after: float,
+        work: HeldWork | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._clock = clock
@@ -73,11 +86,13 @@ class Readiness:
         self._follower = follower
         self._backlog = backlog
         self._deliverer = deliverer
+        self._work = work
         # Socket Mode sets it before the first connection: not ready until one is up.
         self.socket_connected: Callable[[], bool] | None = None
         self.follower_stalled_after = follower_stalled_after
         self.outbox_stuck_after = OUTBOX_STUCK_SECONDS
-        self.deliverer_stalled_after = DELIVERER_STALLED_SECONDS
+        self.deliverer_stalled_after = deliverer_stalled_after
+        self.held_stuck_after = HELD_STUCK_FACTOR * work.max_wait if work is not None else float("inf")
 
     def failures(self) -> list[str]:
         """One line per failing check, naming it; empty when ready."""
@@ -86,9 +101,24 @@ class Readiness:
             lines.append(self._redis())
         if self.socket_connected is not None and not self.socket_connected():
             lines.append("socket mode: no Socket Mode connection to Slack is open")
+        lines.append(self._work_failure())
         lines.append(self._follower_failure())
         lines.append(self._outbox_failure())
         return [line for line in lines if line]
+
+    def stuck(self) -> list[str]:
+        """The failing checks that a restart cures: the process's own loops, dead or not moving (liveness)."""
+        lines = [self._work_failure(), self._follower_failure(), self._deliverer_failure()]
+        return [line for line in lines if line]
+
+    def _work_failure(self) -> str | None:
+        held = self._work.oldest_held() if self._work is not None else 0.0
+        if held > self.held_stuck_after:
+            return (
+                f"work: a job has been held for {held:.0f} s (stuck over {self.held_stuck_after:g} s): cards and "
+                "answers are not being handed to the work threads"
+            )
+        return None
 
     def _follower_failure(self) -> str | None:
         follower = self._follower
@@ -101,12 +131,20 @@ class Readiness:
             return f"follower: no poll round for {late:.0f} s (stuck over {self.follower_stalled_after:g} s)"
         return None
 
-    def _outbox_failure(self) -> str | None:
+    def _deliverer_failure(self) -> str | None:
         if not self._deliverer.alive():
             return "outbox: the deliverer thread is not running"
-        late = self._clock() - self._deliverer.last_round_at
+        late = self._clock() - self._deliverer.progress_at
         if late > self.deliverer_stalled_after:
-            return f"outbox: no delivery round for {late:.0f} s (stuck over {self.deliverer_stalled_after:g} s)"
+            return (
+                f"outbox: the deliverer has not moved for {late:.0f} s (stuck over {self.deliverer_stalled_after:g} s)"
+            )
+        return None
+
+    def _outbox_failure(self) -> str | None:
+        stalled = self._deliverer_failure()
+        if stalled:
+            return stalled
         count, age = self._backlog()
         if count and age > self.outbox_stuck_after:
             return (
@@ -166,7 +204,9 @@ def ops_app(readiness: Readiness | None, metrics: Metrics | None) -> WSGIApplica
         if path in PATHS and method not in ("GET", "HEAD"):
             status, body = "405 Method Not Allowed", b"GET or HEAD\n"
         elif path == "/healthz":
-            status, body = "200 OK", b"ok\n"
+            stuck = readiness.stuck() if readiness is not None else []
+            status = "503 Service Unavailable" if stuck else "200 OK"
+            body = ("".join(f"{line}\n" for line in stuck) if stuck else "ok\n").encode()
         elif path == "/readyz":
             failures = readiness.failures() if readiness is not None else []
             status = "503 Service Unavailable" if failures else "200 OK"

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from gunicorn.app.base import BaseApplication
 
+from bot import logs
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
@@ -99,6 +101,8 @@ def prepare_worker() -> None:
     """In the worker, once the app is built and before the first request: set the process up for acks."""
     settle_heap()
     sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
+    # gunicorn's master passes SIGUSR1 on to its worker (it reopens log files, which the bot has none of).
+    logs.dump_stacks_on_signal()
 
 
 def settle_heap() -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import logging
+import signal
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,3 +46,14 @@ def configure(fmt: str = "json", level: int = logging.INFO) -> None:
     # httpx logs each request line at INFO; useful, but noisy at 200 follow-ups: warnings only, unless DEBUG is
     # asked for. (httpcore stays at INFO whatever the level: bot/dbss holds it there, its DEBUG prints headers.)
     logging.getLogger("httpx").setLevel(logging.INFO if level <= logging.DEBUG else logging.WARNING)
+
+
+def dump_stacks_on_signal(signum: int = signal.SIGUSR1) -> None:
+    """`kill -USR1 <pid>`: every thread's stack to stderr, and the process goes on (for a bot that seems stuck).
+
+    faulthandler writes from C, without the interpreter lock: it works even when every Python thread waits. A
+    handler already there (gunicorn's worker has one) still runs after; the default one (ending the process)
+    does not."""
+    previous = signal.getsignal(signum)
+    chain = callable(previous)
+    faulthandler.register(signum, file=sys.stderr, all_threads=True, chain=chain)

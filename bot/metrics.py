@@ -100,6 +100,18 @@ class Metrics:
             "How long the oldest undelivered message has waited (0 when none waits).",
             registry=r,
         )
+        self.held_oldest = Gauge(
+            "dbss_bot_held_job_oldest_age_seconds",
+            "How long the oldest job held back while requests are acknowledged has waited (0 when none; released "
+            "within 2 s when the bot is well).",
+            registry=r,
+        )
+        self.outbox_oldest_due = Gauge(
+            "dbss_bot_outbox_oldest_due_age_seconds",
+            "How long the oldest message of the delivery round in hand has been due without being handled (0 when "
+            "none).",
+            registry=r,
+        )
         for kind in COMMAND_KINDS:  # known series start at 0, so rate() sees their first increment
             self.commands.labels(kind)
         for reason in REFUSAL_REASONS:
@@ -128,11 +140,21 @@ class Metrics:
             method if SLACK_METHOD.fullmatch(method) else "other", error if SLACK_ERROR.fullmatch(error) else "other"
         ).inc()
 
-    def watch(self, *, backlog: Callable[[], tuple[int, float]], followups: Callable[[], int]) -> None:
-        """Gauges read when scraped: the outbox's backlog, the follow-ups in hand."""
+    def watch(
+        self,
+        *,
+        backlog: Callable[[], tuple[int, float]],
+        followups: Callable[[], int],
+        held: Callable[[], float] = lambda: 0.0,
+        due: Callable[[], float] = lambda: 0.0,
+    ) -> None:
+        """Gauges read when scraped: the outbox's backlog, the follow-ups in hand, the oldest held job and the
+        oldest due message."""
         self.outbox_pending.set_function(lambda: backlog()[0])
         self.outbox_oldest.set_function(lambda: backlog()[1])
         self.followups_active.set_function(followups)
+        self.held_oldest.set_function(held)
+        self.outbox_oldest_due.set_function(due)
 
     def exposition(self, accept: str | None) -> tuple[bytes, str]:
         """The registry in the text format the scraper asked for (Prometheus text, or OpenMetrics)."""

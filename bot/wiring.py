@@ -164,7 +164,12 @@ def build(
     )
     # Acks first: a round of deliveries waits for a quiet moment between requests (at most 0.5 s).
     deliverer = Deliverer(outbox, delivery_client, gate=partial(acks_first.wait_quiet, 0.5))
-    metrics.watch(backlog=outbox.backlog, followups=lambda: follower.active)
+    metrics.watch(
+        backlog=outbox.backlog,
+        followups=lambda: follower.active,
+        held=acks_first.oldest_held,
+        due=deliverer.oldest_due,
+    )
     readiness = Readiness(
         store_write=store.heartbeat,
         redis_write=redis_write,
@@ -174,6 +179,10 @@ def build(
         follower_stalled_after=max(3 * settings.bot_poll_interval_seconds, 30.0, 2 * settings.dbss_timeout_seconds),
         backlog=outbox.backlog,
         deliverer=deliverer,
+        # Each message is at most two Slack calls, four sent at once: a deliverer that has handled none for two
+        # call timeouts (and a few loops) while its round is in hand is stuck, however slow Slack is.
+        deliverer_stalled_after=2 * settings.slack_timeout_seconds + 5 * deliverer.poll_seconds,
+        work=acks_first,
     )
     work.submit(report_interrupted, service, outbox)
     deliverer.start()

@@ -24,7 +24,7 @@ from tests.processes import BotProcess, bot_env, free_port
 from tests.test_socket_mode import SocketBot, command
 
 READY = (200, "ok\n")
-CHECKS = ("state store", "redis", "socket mode", "follower", "outbox")
+CHECKS = ("state store", "redis", "socket mode", "work", "follower", "outbox")
 
 
 def readiness(http: httpx.Client) -> tuple[int, str]:
@@ -178,6 +178,72 @@ def test_a_stalled_follower_fails_readiness_then_recovers(fast: Harness, fake_db
         gate.set()
         follower._store = store
     eventually(lambda: readiness(fast.http) == READY, timeout=10, what="ready again")
+
+
+def hold_a_request_in_dispatch(h: Harness, release: threading.Event) -> threading.Thread:
+    """A request that stays in Bolt's dispatch until `release` is set: the acks-first gate holds the work of
+    every other request meanwhile (at most its max_wait), as it would in a storm of commands."""
+
+    def next() -> Any:
+        release.wait(30)
+
+    thread = threading.Thread(target=h.bot.acks_first.process, kwargs={"req": None, "resp": None, "next": next})
+    thread.start()
+    return thread
+
+
+def gauge(http: httpx.Client, name: str) -> float:
+    line = next(line for line in http.get("/metrics").text.splitlines() if line.startswith(f"{name} "))
+    return float(line.split()[1])
+
+
+def test_a_held_job_past_its_bound_fails_liveness_and_readiness_then_recovers(harness: Harness) -> None:
+    """A card's job held longer than the gate's bound (here 0.3 s; 3 x max_wait by default) is a mute replica:
+    /healthz and /readyz answer 503 naming `work`, and the metric shows the held job's age; once it is released
+    the card is posted and both are 200 again."""
+    eventually(lambda: readiness(harness.http) == READY, what="ready")
+    harness.bot.readiness.held_stuck_after = 0.3
+    release = threading.Event()
+    request = hold_a_request_in_dispatch(harness, release)
+    try:
+        harness.command(INSTANCE_ID)
+        text = eventually(lambda: failing(harness.http, "work"), what="the work check to fail")
+        assert re.fullmatch(r"work: a job has been held for \d+ s \(stuck over 0\.3 s\): .*\n", text), text
+        health = harness.http.get("/healthz")
+        assert (health.status_code, health.text) == (503, text), "a restart cures a held job: liveness fails too"
+        assert gauge(harness.http, "dbss_bot_held_job_oldest_age_seconds") > 0.3
+    finally:
+        release.set()
+        request.join()
+    harness.wait_for_card()
+    eventually(lambda: readiness(harness.http) == READY, what="ready again")
+    assert harness.http.get("/healthz").status_code == 200
+    assert gauge(harness.http, "dbss_bot_held_job_oldest_age_seconds") == 0.0
+
+
+def test_a_deliverer_that_does_not_move_fails_liveness_then_recovers(
+    tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack
+) -> None:
+    """A delivery round whose Slack call hangs past the threshold (here 0.5 s; by default two Slack timeouts and
+    five polls): /healthz and /readyz name the outbox, and the oldest due message's age shows; when Slack answers
+    the deliverer moves again and both are 200."""
+    h = Harness(tmp_path, fake_dbss, fake_slack, slack_timeout_seconds=10)
+    try:
+        eventually(lambda: readiness(h.http) == READY, what="ready")
+        h.bot.readiness.deliverer_stalled_after = 0.5
+        h.command(INSTANCE_ID)
+        card = h.wait_for_card()
+        fake_slack.delays["chat.update"] = 2.5  # the card's "Calling DBSS" update hangs, within the timeout
+        h.click("dbss_reboot_confirm", card=card)
+        text = eventually(lambda: failing(h.http, "outbox"), what="the outbox check to fail")
+        assert re.fullmatch(r"outbox: the deliverer has not moved for \d+ s \(stuck over 0\.5 s\)\n", text), text
+        assert h.http.get("/healthz").status_code == 503
+        assert gauge(h.http, "dbss_bot_outbox_oldest_due_age_seconds") > 0.5
+        fake_slack.delays["chat.update"] = 0.0
+        eventually(lambda: readiness(h.http) == READY, timeout=10, what="ready again")
+        assert h.http.get("/healthz").status_code == 200
+    finally:
+        h.stop()
 
 
 def test_a_stopped_deliverer_fails_readiness_naming_the_outbox(harness: Harness) -> None:

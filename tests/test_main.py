@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -149,3 +150,42 @@ def test_http_mode_with_metadata_credentials(tmp_path: Path, fake_dbss: FakeDbss
     assert all(f"Access={key.access}," in r.headers["authorization"] for r in signed)
     assert fake_dbss.reboots_done == [INSTANCE_ID]
     assert key.secret not in err and key.security_token not in err
+
+
+def test_sigusr1_writes_every_threads_stack_and_the_bot_goes_on(
+    tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack
+) -> None:
+    """`kill -USR1` on gunicorn's master: the worker writes every thread's stack to stderr (the acks-first gate's
+    releaser among them), and goes on serving; SIGTERM still stops it cleanly."""
+    bot = BotProcess(bot_env(fake_dbss, fake_slack, tmp_path / "state.sqlite3"), tmp_path, capture=True)
+    try:
+        os.kill(bot.proc.pid, signal.SIGUSR1)
+        time.sleep(0.5)
+        assert bot.healthy() and bot.proc.poll() is None
+    finally:
+        code, err = bot.terminate()
+    assert code == 0
+    assert "Thread 0x" in err and "(most recent call first)" in err
+    assert "bot/slack/priority.py" in err and "_release" in err
+
+
+def test_sigusr1_without_another_handler_does_not_end_the_process() -> None:
+    """Socket Mode has no handler of its own for SIGUSR1, whose default ends the process: the stacks are written
+    and the process lives on."""
+    code = (
+        "import os, signal, time\n"
+        "from bot import logs\n"
+        "logs.dump_stacks_on_signal()\n"
+        "os.kill(os.getpid(), signal.SIGUSR1)\n"
+        "time.sleep(0.2)\n"
+        "print('still here')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (done.returncode, done.stdout) == (0, "still here\n")
+    assert "Current thread 0x" in done.stderr and "(most recent call first)" in done.stderr

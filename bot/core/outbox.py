@@ -174,6 +174,10 @@ class Outbox:
         """Sleep until something is written (or `timeout`); a write during the last round wakes at once."""
         self._wake.wait(timeout)
 
+    def wake(self) -> None:
+        """End a `wait` now (the deliverer is stopping)."""
+        self._wake.set()
+
     def begin_round(self) -> None:
         self._wake.clear()
 

@@ -77,7 +77,7 @@ class Deliverer:
         self.outbox = outbox
         self._client = client
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dbss-deliver")
-        self._poll = poll_seconds
+        self.poll_seconds = poll_seconds
         self._webhook = webhook
         self._gate = gate  # waits (briefly) for a quiet moment between acks before each round
         self._clock = clock
@@ -87,7 +87,11 @@ class Deliverer:
         self._newest_update: dict[str, float] = {}  # by message ts: when the newest state sent was written
         self._thread: threading.Thread | None = None
         self.rounds = 0
-        self.last_round_at = time.monotonic()
+        # When the deliverer last moved (a loop came round, a message was handled; monotonic): a liveness check
+        # tells a stuck deliverer by it. A round may be long while it works through its messages, never silent.
+        self.progress_at = time.monotonic()
+        self._due_lock = threading.Lock()
+        self._due_since: dict[str, float] = {}  # this round's messages not handled yet: when each became due
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="dbss-deliverer", daemon=True)
@@ -96,7 +100,7 @@ class Deliverer:
     def stop(self, timeout: float = 10.0) -> None:
         """Finish the round in hand; what is left stays in the store for the next start (or another replica)."""
         self._stop.set()
-        self.outbox.wait(0)  # wakes nothing; the loop checks _stop after each round
+        self.outbox.wake()  # a loop between rounds stops now, not after its poll interval
         if self._thread is not None:
             self._thread.join(timeout)
         self._pool.shutdown(wait=True)
@@ -114,15 +118,18 @@ class Deliverer:
             except Exception:
                 log.exception("outbox delivery round failed; trying again")
                 sent = 0
-            self.last_round_at = time.monotonic()
+            self.progress_at = time.monotonic()
             if not sent:
-                self.outbox.wait(self._poll)
+                self.outbox.wait(self.poll_seconds)
 
     def deliver_round(self) -> int:
         """Catch up on store writes, then send the next message of every group that has one due."""
         with self._round:
             self.rounds += 1
             due = self.outbox.due()  # from memory first while the store fails: they must not wait for it
+            with self._due_lock:
+                self._due_since = {m.key: max(m.created_at, m.not_before) for m in due}
+            self.progress_at = time.monotonic()
             if due:
                 wait([self._pool.submit(self._deliver, m) for m in due])
             self.outbox.catch_up()
@@ -154,11 +161,20 @@ class Deliverer:
 
     # --- one message -------------------------------------------------------------------------------------
 
+    def oldest_due(self) -> float:
+        """Seconds the oldest message of the round in hand has been due without being handled (0 when none)."""
+        with self._due_lock:
+            since = min(self._due_since.values(), default=None)
+        return max(0.0, self._clock() - since) if since is not None else 0.0
+
     def _deliver(self, m: OutboxMessage) -> None:
         try:
             self._handle(m)
         finally:
             self.outbox.release(m)
+            with self._due_lock:
+                self._due_since.pop(m.key, None)
+            self.progress_at = time.monotonic()
 
     def _handle(self, m: OutboxMessage) -> None:
         try:

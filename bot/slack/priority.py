@@ -70,6 +70,10 @@ class AcksFirst(Middleware):
             if len(self._held) == 1:  # the releaser sleeps until there is something to release
                 self._work_held.notify()
 
+    @property
+    def max_wait(self) -> float:
+        return self._max_wait
+
     def oldest_held(self) -> float:
         """Seconds the oldest held job has waited (0 when none is held): past `max_wait`, the gate is stuck."""
         with self._changed:
