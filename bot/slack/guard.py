@@ -133,7 +133,7 @@ def read_body(body: bytes, content_type: str | None) -> dict[str, Any]:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
-        raise Malformed("a body that is not UTF-8") from None
+        raise Malformed("a body that is not UTF-8", reply=_unreadable_command(body)) from None
     if not text:
         raise Malformed("an empty body")
     if text.startswith("\ufeff"):
@@ -160,11 +160,26 @@ def _form(text: str) -> dict[str, str]:
     try:
         pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True, errors="strict", max_num_fields=MAX_FIELDS)
     except ValueError as err:  # includes UnicodeDecodeError in a %-escape, and too many fields
-        raise Malformed(f"a form that does not parse ({_short(err)})") from None
+        reply = _unreadable_command(text.encode()) if isinstance(err, UnicodeDecodeError) else ""
+        raise Malformed(f"a form that does not parse ({_short(err)})", reply=reply) from None
     fields = dict(pairs)
     if len(fields) != len(pairs):
         raise Malformed("a form with a field given twice")
     return fields
+
+
+def _unreadable_command(body: bytes) -> str:
+    """The private answer to a slash command whose text is not UTF-8 (a person typed it: they must hear back), or
+    "" for anything else."""
+    try:
+        fields = dict(parse_qsl(body.decode("utf-8", "replace"), errors="replace", max_num_fields=MAX_FIELDS))
+    except ValueError:
+        return ""
+    command = fields.get("command", "")
+    if not command.startswith("/") or "payload" in fields:
+        return ""
+    shown = command[:40].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("`", "'")
+    return _UNREADABLE.format(command=shown)
 
 
 def _is_ssl_check(body: bytes) -> bool:
@@ -216,6 +231,10 @@ def guarded(
 _PAYLOAD_WORD = (
     ":warning: The bot cannot read a command that contains the word `payload` (a limit of the Slack library it "
     "uses). Nothing was done; please type it again without that word."
+)
+_UNREADABLE = (
+    ":warning: I could not read the text of that `{command}` command (it is not valid UTF-8). Nothing was done; "
+    "please type it again."
 )
 _STATUS = {200: "200 OK", 400: "400 Bad Request", 401: "401 Unauthorized", 413: "413 Content Too Large"}
 

@@ -433,6 +433,24 @@ def test_a_command_saying_payload_is_answered_privately_not_lost(bot: tuple[Harn
     assert h.dbss.list_requests() == [] and h.slack.messages == {}
 
 
+def test_a_command_whose_text_is_not_utf8_is_answered_privately(bot: tuple[Harness, Recorder]) -> None:
+    """A signed slash command whose text is not valid UTF-8 (a %-escape of a stray byte, or a raw one): the person
+    is told privately that the text could not be read, and nothing is done."""
+    h, recorder = bot
+    form = command_form(h)
+    head = urlencode({k: v for k, v in form.items() if k != "text"}).encode()
+    for text in (b"text=%FF%FEabc", b"text=\xff\xfeabc"):
+        before = len(recorder.refusals())
+        response = post_raw(h, head + b"&" + text)
+        assert response.status_code == 200
+        answer = response.json()
+        assert answer["response_type"] == "ephemeral" and "could not read" in answer["text"]
+        assert "/dbss-reboot" in answer["text"]
+        assert len(recorder.refusals()) == before + 1 and recorder.tracebacks() == []
+    h.drain()
+    assert h.dbss.list_requests() == [] and h.slack.messages == {}
+
+
 def test_an_oversized_or_unreadable_body_is_refused_unread(bot: tuple[Harness, Recorder]) -> None:
     """A Content-Length over guard.MAX_BODY: 413 before the body is read (it is never sent here); one that is not
     a number: 400; a body shorter than its Content-Length: 400. Each with one line."""
