@@ -3,11 +3,13 @@ simulators on their own endpoints, signed with one AK/SK."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -343,6 +345,53 @@ def test_menus_offer_only_the_regions_a_channel_may_reach(
         )
         [select] = [e for b in picker["blocks"] if b["type"] == "actions" for e in b["elements"]]
         assert {o["value"] for o in select["options"]} == {NORTH, "5b1c0a4e9d2f4a7b8c6d5e4f3a2b1c03"}
+    finally:
+        h.stop()
+
+
+def suggestion(action_id: str, value: str, *, channel: str | None = None, modal_channel: str | None = None) -> str:
+    """A signed-ready block_suggestion body: from the picker in a channel, or from the global modal."""
+    payload: dict[str, Any] = {
+        "type": "block_suggestion",
+        "user": {"id": ALICE},
+        "team": {"id": "T1"},
+        "action_id": action_id,
+        "block_id": action_id,
+        "value": value,
+    }
+    if channel is not None:
+        payload["channel"] = {"id": channel}
+        payload["container"] = {"type": "message", "channel_id": channel, "message_ts": "1.2", "is_ephemeral": True}
+    if modal_channel is not None:
+        state = {"channel": {"channel": {"type": "conversations_select", "selected_conversation": modal_channel}}}
+        payload["view"] = {"id": "V1", "type": "modal", "state": {"values": state}}
+    return urlencode({"payload": json.dumps(payload)})
+
+
+def test_type_ahead_offers_only_what_the_channel_may_reach(
+    tmp_path: Path, north: FakeDbss, south: FakeDbss, fake_slack: FakeSlack
+) -> None:
+    """Type-ahead answers as the static menus do: a channel scoped to cn-north-4 is offered only its names, a
+    channel outside BOT_ALLOWED_CHANNELS nothing; in the modal, the channel chosen there scopes the options."""
+    h = regions(
+        tmp_path,
+        north,
+        south,
+        fake_slack,
+        bot_channel_targets=f"{STAGING}=cn-north-4",
+        bot_allowed_channels=f"{INCIDENTS},{STAGING}",
+    )
+    try:
+
+        def offered(body: str) -> set[str]:
+            return {o["value"] for o in h.post(body).json()["options"]}
+
+        shared = {NORTH: "5b1c0a4e9d2f4a7b8c6d5e4f3a2b1c03", SOUTH: "7e2d1b5f0a3c4b8d9e7f6a5b4c3d2e04"}
+        assert offered(suggestion("dbss_reboot_pick", "audit", channel=INCIDENTS)) == {*shared, *shared.values()}
+        assert offered(suggestion("dbss_reboot_pick", "audit", channel=STAGING)) == {NORTH, shared[NORTH]}
+        assert offered(suggestion("dbss_reboot_pick", "audit", channel="CELSEWHERE")) == set()
+        assert offered(suggestion("instance", "audit", modal_channel=STAGING)) == {NORTH, shared[NORTH]}
+        assert offered(suggestion("instance", "audit")) == {*shared, *shared.values()}  # no channel chosen yet
     finally:
         h.stop()
 

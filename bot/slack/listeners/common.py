@@ -274,3 +274,14 @@ def _answer(future: Future[list[Instance]]) -> list[Instance] | DbssError:
         return future.result()
     except DbssError as err:
         return err
+
+
+def state_value(values: dict[str, Any], block: str, field: str) -> str:
+    """One input's value from a view's `state.values` (the block and its action share one ID): "" if absent."""
+    element = (values.get(block) or {}).get(block) if isinstance(values.get(block), dict) else None
+    if not isinstance(element, dict):
+        return ""
+    value = element.get(field)
+    if field == "selected_option":
+        value = value.get("value") if isinstance(value, dict) else None
+    return str(value or "") if isinstance(value, str | int) else ""

@@ -16,23 +16,13 @@ from slack_bolt import Ack, App
 from bot.core.commands import RebootCommand, parse
 from bot.core.reboots import new_correlation_id
 from bot.slack import announce, messages
-from bot.slack.listeners.common import Deps
+from bot.slack.listeners.common import Deps, state_value
 
 log = logging.getLogger(__name__)
 
 
 def register(app: App, deps: Deps) -> None:
     app.view(messages.MODAL_CALLBACK)(partial(on_modal_submit, deps))
-
-
-def _value(values: dict[str, Any], block: str, field: str) -> str:
-    element = (values.get(block) or {}).get(block) if isinstance(values.get(block), dict) else None
-    if not isinstance(element, dict):
-        return ""
-    value = element.get(field)
-    if field == "selected_option":
-        value = value.get("value") if isinstance(value, dict) else None
-    return str(value or "") if isinstance(value, str | int) else ""
 
 
 def _response_url(body: dict[str, Any]) -> str | None:
@@ -50,9 +40,9 @@ def on_modal_submit(deps: Deps, ack: Ack, body: dict[str, Any], view: dict[str, 
     values: dict[str, Any] = {}
     if isinstance(state, dict) and isinstance(state.get("values"), dict):
         values = state["values"]
-    instance_id = _value(values, messages.MODAL_INSTANCE, "selected_option")
-    channel = _value(values, messages.MODAL_CHANNEL, "selected_conversation")
-    reason = " ".join(_value(values, messages.MODAL_REASON, "value").split())[:300] or None
+    instance_id = state_value(values, messages.MODAL_INSTANCE, "selected_option")
+    channel = state_value(values, messages.MODAL_CHANNEL, "selected_conversation")
+    reason = " ".join(state_value(values, messages.MODAL_REASON, "value").split())[:300] or None
     errors: dict[str, str] = {}
     refusal = None
     if parse(instance_id) != RebootCommand(instance_id):
