@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 METADATA_EVENT = "dbss_reboot_message"
 MAX_BACKOFF_SECONDS = 60.0
+LOOKUP_SKEW_SECONDS = 600.0
+LOOKUP_PAGES = 50  # of 200 messages: a thread (or channel) that busy since the message was written is not plausible
 # Errors that say "try again": Slack's own trouble, or a credential the operators are fixing.
 TRANSIENT = frozenset(
     {
@@ -300,31 +302,47 @@ class Deliverer:
             raise _Undeliverable(f"response_url answered HTTP {response.status_code} {response.body[:100]}")
 
     def _already_posted(self, m: OutboxMessage) -> str | None:
-        """The ts of the message carrying this key, if an earlier attempt did post it."""
+        """The ts of the message carrying this key, if an earlier attempt did post it: every page of the thread (or
+        of the channel's recent history) since shortly before the message was written, until it is found."""
+        cursor: str | None = None
+        for _ in range(LOOKUP_PAGES):
+            response = self._lookup_page(m, cursor)
+            for message in response.get("messages") or []:
+                metadata = message.get("metadata") or {}
+                payload = metadata.get("event_payload") or {}
+                if metadata.get("event_type") == METADATA_EVENT and payload.get("key") == m.key:
+                    return str(message.get("ts"))
+            cursor = str((response.get("response_metadata") or {}).get("next_cursor") or "") or None
+            if cursor is None:
+                return None
+        log.warning("an earlier attempt was not found in %d pages; posting again", LOOKUP_PAGES, extra={"key": m.key})
+        return None
+
+    def _lookup_page(self, m: OutboxMessage, cursor: str | None) -> Any:
+        # Slack's clock and ours may differ by a few minutes (its request signatures allow five): look from well
+        # before the message was written.
+        oldest = str(m.created_at - LOOKUP_SKEW_SECONDS)
         try:
             if m.thread_ts:
-                response = self._client.conversations_replies(
-                    channel=m.channel, ts=m.thread_ts, include_all_metadata=True, limit=200
+                return self._client.conversations_replies(
+                    channel=m.channel,
+                    ts=m.thread_ts,
+                    oldest=oldest,
+                    include_all_metadata=True,
+                    limit=200,
+                    cursor=cursor,
                 )
-            else:
-                response = self._client.conversations_history(
-                    channel=m.channel, oldest=str(m.created_at - 60), include_all_metadata=True, limit=200
-                )
+            return self._client.conversations_history(
+                channel=m.channel, oldest=oldest, include_all_metadata=True, limit=200, cursor=cursor
+            )
         except SlackApiError as err:
             error = str(err.response.get("error"))
             if err.response.status_code == 429 or error in TRANSIENT or err.response.status_code >= 500:
                 raise _Retry(f"looking for an earlier attempt: {error}", uncertain=True) from err
             log.warning("cannot look for an earlier attempt (%s); posting again", error, extra={"key": m.key})
-            return None
+            return {}
         except (urllib.error.URLError, OSError, HTTPException) as err:
             raise _Retry(f"looking for an earlier attempt: {type(err).__name__}", uncertain=True) from err
-        for message in response.get("messages") or []:
-            metadata = message.get("metadata") or {}
-            if metadata.get("event_type") == METADATA_EVENT and (metadata.get("event_payload") or {}).get("key") == (
-                m.key
-            ):
-                return str(message.get("ts"))
-        return None
 
     def _call(self, m: OutboxMessage, method: str, **arguments: Any) -> Any:
         may_have_arrived = method == "chat_postMessage"

@@ -6,6 +6,7 @@ wrong bot token, and it keeps the messages it was asked to post and update so te
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import time
@@ -226,7 +227,7 @@ class FakeSlack(FakeHttpServer):
             found = [m for m in self.messages.values() if m.channel == channel and (m.ts == ts or m.thread_ts == ts)]
         if not found:
             return {"ok": False, "error": "thread_not_found"}
-        return {"ok": True, "messages": [self._as_read(m, args) for m in sorted(found, key=lambda m: m.ts)]}
+        return self._page([self._as_read(m, args) for m in sorted(found, key=lambda m: m.ts)], args)
 
     def _conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = str(args.get("channel", ""))
@@ -234,7 +235,23 @@ class FakeSlack(FakeHttpServer):
             return {"ok": False, "error": "not_in_channel"}
         with self.lock:  # `oldest` is not applied: this fake's ts are counters, not clock times
             found = [m for m in self.messages.values() if m.channel == channel and m.thread_ts is None]
-        return {"ok": True, "messages": [self._as_read(m, args) for m in sorted(found, key=lambda m: m.ts)]}
+        return self._page([self._as_read(m, args) for m in sorted(found, key=lambda m: m.ts)], args)
+
+    @staticmethod
+    def _page(messages: list[dict[str, Any]], args: dict[str, Any]) -> dict[str, Any]:
+        """One page of `limit` messages (Slack's default 100, at most 999) from the opaque `cursor` on; the last
+        page's next_cursor is empty."""
+        try:
+            limit = min(max(int(args.get("limit") or 100), 1), 999)
+            start = (
+                int(base64.b64decode(str(args["cursor"])).decode().removeprefix("next:")) if args.get("cursor") else 0
+            )
+        except (ValueError, UnicodeDecodeError):
+            return {"ok": False, "error": "invalid_cursor"}
+        page = messages[start : start + limit]
+        more = start + limit < len(messages)
+        cursor = base64.b64encode(f"next:{start + limit}".encode()).decode() if more else ""
+        return {"ok": True, "messages": page, "has_more": more, "response_metadata": {"next_cursor": cursor}}
 
     @staticmethod
     def _as_read(m: Message, args: dict[str, Any]) -> dict[str, Any]:

@@ -103,6 +103,22 @@ def test_one_slack_fault_in_the_flow(fast: Harness, call: str, fault: str) -> No
     assert fast.bot.store.current_lock(INSTANCE_ID) is None
 
 
+def test_a_post_that_may_have_arrived_is_found_in_a_long_thread(fast: Harness) -> None:
+    """The card's thread already holds 250 replies (an alert thread) when the outcome's post is carried out by
+    Slack and its answer lost: the look-up reads every page of the thread, finds it, and does not post it again."""
+    card = reboot(
+        fast, lambda card: fast.slack.fault("chat.postMessage", "reset_after", CALLS["outcome post"][1](card))
+    )
+    with fast.slack.lock:
+        for n in range(250):
+            ts = f"1600000000.{n:06d}"  # older than anything the bot posts: first in the thread
+            fast.slack.messages[(INCIDENTS, ts)] = Message(INCIDENTS, ts, f"chatter {n}", [], card.ts)
+    wait_until_over(fast, card)
+    assert count(thread(fast, card), "DBSS accepted") == 1
+    pages = [c for c in fast.slack.calls("conversations.replies") if c.get("ts") == card.ts]
+    assert len(pages) >= 2 and any(c.get("cursor") for c in pages)
+
+
 # --- store writes around the DBSS call -------------------------------------------------------------------------
 
 
