@@ -15,7 +15,7 @@ import pytest
 from slack_bolt import App
 from slack_sdk import WebClient
 
-from bot.slack.socket_mode import SocketMode
+from bot.slack.socket_mode import Seen, SocketMode
 from tests.conftest import INSTANCE_ID
 from tests.fakes.dbss import FakeDbss
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack
@@ -289,3 +289,50 @@ def test_connected_says_whether_a_connection_is_up(fake_slack: FakeSlack, socket
     finally:
         socket.close()
     assert not socket.connected()
+
+
+def test_a_redelivered_envelope_is_acknowledged_and_not_handled_twice(
+    fake_slack: FakeSlack, socket_mode: FakeSocketMode
+) -> None:
+    """Slack delivers an envelope again (its ack was late, or the connection changed): the copy is acknowledged
+    with nothing done, so a command posts one card, not two. An envelope whose handling failed (no ack) is
+    handled again when it comes back."""
+    app = App(client=WebClient(token=BOT_TOKEN, base_url=f"{fake_slack.url}/api/"))
+    handled: list[str] = []
+
+    @app.command("/dbss-reboot")
+    def on_command(ack: Any, body: dict[str, Any]) -> None:
+        handled.append(body["text"])
+        if body["text"] == "fails once" and handled.count("fails once") == 1:
+            raise RuntimeError("a listener that fails the first time")
+        ack("on it")
+
+    socket = SocketMode(app, app_token=APP_TOKEN)
+    socket.connect()
+    try:
+        eventually(socket.connected, what="hello")
+        sent = socket_mode.send_command(command(fake_slack, "once"))
+        acked(socket_mode, sent)
+        socket_mode.redeliver(sent)
+        acked(socket_mode, sent)
+        assert socket_mode.ack(sent).payload is None  # type: ignore[union-attr]  # the copy: nothing done
+        failing = socket_mode.send_command(command(fake_slack, "fails once"))
+        time.sleep(0.3)
+        assert socket_mode.ack(failing) is None
+        socket_mode.redeliver(failing)
+        acked(socket_mode, failing)
+        assert handled == ["once", "fails once", "fails once"]
+    finally:
+        socket.close()
+
+
+def test_the_envelopes_remembered_are_bounded_in_time_and_number() -> None:
+    """A key is a repeat within the window and new after it; at most `limit` are kept, the oldest going first."""
+    now = [0.0]
+    seen = Seen(600.0, limit=3, clock=lambda: now[0])
+    assert seen.first("a") and not seen.first("a")
+    now[0] = 601.0
+    assert seen.first("a"), "outside the window: new again"
+    for key in ("b", "c", "d"):
+        assert seen.first(key)
+    assert len(seen) == 3 and seen.first("a"), "the oldest was let go to keep the bound"

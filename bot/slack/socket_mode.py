@@ -6,7 +6,9 @@ import itertools
 import json
 import logging
 import threading
-from collections.abc import Sequence
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from typing import Any
@@ -21,6 +23,9 @@ from websockets.protocol import State
 from websockets.sync.client import ClientConnection, connect
 
 from bot.slack import guard
+
+REDELIVERY_WINDOW_SECONDS = 600.0  # Slack's retries come within minutes (events: ~1 and ~5 minutes)
+REDELIVERY_LIMIT = 20_000  # envelopes remembered at most (33 a second for the whole window): about 4 MB
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +71,7 @@ class SocketMode:
         self._lock = threading.Lock()
         self._current: _Link | None = None
         self._links: set[_Link] = set()  # every link not yet closed: the current one, and any retiring
+        self._seen = Seen(REDELIVERY_WINDOW_SECONDS, limit=REDELIVERY_LIMIT)
         self._wanted = threading.Event()  # a new connection is needed
         self._closing = threading.Event()
         self._supervisor = threading.Thread(target=self._supervise, name="socket-mode-supervisor", daemon=True)
@@ -223,6 +229,14 @@ class SocketMode:
         request = SocketModeRequest.from_dict(message)
         if request is None:
             return
+        if not self._seen.first(request.envelope_id):
+            # Slack delivered it again (a late ack, a connection that changed) while, or after, it was handled here.
+            log.info(
+                "acknowledged a redelivered Socket Mode envelope with nothing done",
+                extra={"type": request.type, "retry_attempt": request.retry_attempt},
+            )
+            self._ack(link, json.dumps({"envelope_id": request.envelope_id}), request.type)
+            return
         headers: dict[str, str | Sequence[str]] = {}
         if request.retry_attempt is not None:
             headers["x-slack-retry-num"] = str(request.retry_attempt)
@@ -231,6 +245,7 @@ class SocketMode:
         response = self.app.dispatch(BoltRequest(body=request.payload, mode="socket_mode", headers=headers))
         if response.status != 200:  # unhandled: no ack, as Bolt's handlers do; Slack tells the user
             log.info("no ack for a Socket Mode envelope", extra={"status": response.status, "type": request.type})
+            self._seen.forget(request.envelope_id)  # not handled: a redelivery is handled afresh
             return
         self._ack(link, json.dumps({"envelope_id": request.envelope_id, **_ack_payload(response)}), request.type)
 
@@ -244,6 +259,36 @@ class SocketMode:
             except ConnectionClosed:
                 continue
         log.warning("could not acknowledge a Socket Mode envelope: no connection", extra={"type": str(kind)})
+
+
+class Seen:
+    """Keys seen within the last `window` seconds, at most `limit` of them (the oldest go first): bounded memory
+    whatever the traffic. Slack redelivers an envelope within minutes, or not at all."""
+
+    def __init__(self, window: float, *, limit: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._window = window
+        self._limit = limit
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._at: OrderedDict[str, float] = OrderedDict()
+
+    def first(self, key: str) -> bool:
+        """True the first time `key` is seen within the window (and it is remembered); False for a repeat."""
+        now = self._clock()
+        with self._lock:
+            while self._at and (len(self._at) >= self._limit or next(iter(self._at.values())) < now - self._window):
+                self._at.popitem(last=False)
+            if key in self._at:
+                return False
+            self._at[key] = now
+            return True
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._at.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._at)
 
 
 class _Link:

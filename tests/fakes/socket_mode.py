@@ -53,6 +53,8 @@ class Envelope:
     payload: dict[str, Any]
     connection: int
     sent_at: float
+    accepts_response_payload: bool = False
+    attempts: int = 1
 
 
 @dataclass
@@ -165,13 +167,33 @@ class FakeSocketMode:
 
         async def push() -> None:
             assert conn._ws is not None
-            for envelope_id, frame, (type_, payload, _) in zip(ids, frames, envelopes, strict=True):
+            for envelope_id, frame, (type_, payload, accepts) in zip(ids, frames, envelopes, strict=True):
                 with self.lock:
-                    self.envelopes[envelope_id] = Envelope(envelope_id, type_, payload, conn.index, time.monotonic())
+                    self.envelopes[envelope_id] = Envelope(
+                        envelope_id, type_, payload, conn.index, time.monotonic(), accepts
+                    )
                 await conn._ws.send(frame)
 
         self._run(push())
         return ids
+
+    def redeliver(self, envelope_id: str, *, reason: str = "timeout", connection: int | None = None) -> None:
+        """Deliver an envelope again, as Slack does when its ack was late or its connection went away: the same
+        envelope ID and payload, with the next `retry_attempt` and a `retry_reason`. Its old ack is forgotten."""
+        with self.lock:
+            envelope = self.envelopes[envelope_id]
+            envelope.attempts += 1
+            self.acks.pop(envelope_id, None)
+            frame = {
+                "envelope_id": envelope_id,
+                "type": envelope.type,
+                "accepts_response_payload": envelope.accepts_response_payload,
+                "payload": envelope.payload,
+                "retry_attempt": envelope.attempts - 1,
+                "retry_reason": reason,
+            }
+            envelope.sent_at = time.monotonic()
+        self.send_raw(json.dumps(frame), connection=connection)
 
     def send_raw(self, frame: str, *, connection: int | None = None) -> None:
         """Push one frame as it is, envelope or not (for malformed-input tests)."""
