@@ -222,7 +222,7 @@ def run_console(
     out.write(f"Break-glass console for {where}, as {user}.\n")
     store = open_store(settings)
     try:
-        signer = ConfirmationSigner(store.confirmation_key())
+        signer = ConfirmationSigner.from_secrets(settings.confirmation_secrets, store.confirmation_key)
         # Whoever holds the credentials is at the keyboard; when approving, so was the console user who asked.
         users = {user}
         if approve is not None:

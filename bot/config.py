@@ -129,6 +129,11 @@ class Settings(BaseSettings):
     # channel_id=region, comma-separated: such a channel reaches only the regions named for it.
     bot_channel_targets: str | None = None
     bot_confirm_ttl_seconds: int = Field(default=300, ge=10, le=3600)
+    # The key that signs the Reboot buttons, one for the whole deployment (a file in the secrets directory, or the
+    # environment); without it, one is derived from SLACK_APP_TOKEN or SLACK_SIGNING_SECRET. After a rotation the
+    # previous key still verifies the cards signed with it (keep it for one BOT_CONFIRM_TTL_SECONDS).
+    bot_confirm_key: SecretStr | None = Field(default=None, min_length=32)
+    bot_confirm_key_previous: SecretStr | None = Field(default=None, min_length=32)
     bot_state_path: str = DEFAULT_STATE_PATH
     bot_poll_interval_seconds: float = Field(default=10.0, gt=0, le=300)
     bot_poll_timeout_seconds: float = Field(default=600.0, gt=0, le=7200)
@@ -233,6 +238,16 @@ class Settings(BaseSettings):
     @property
     def socket_mode(self) -> bool:
         return self.slack_app_token is not None
+
+    @property
+    def confirmation_secrets(self) -> tuple[str, ...]:
+        """What the confirmation keys are derived from, the signing one first; () when nothing is configured (the
+        demo, a console without Slack settings: the state store's own key serves)."""
+        if self.bot_confirm_key is not None:
+            previous = self.bot_confirm_key_previous
+            return (self.bot_confirm_key.get_secret_value(), *([previous.get_secret_value()] if previous else []))
+        source = self.slack_app_token or self.slack_signing_secret
+        return (source.get_secret_value(),) if source is not None else ()
 
 
 _TRUE = {"1", "true", "t", "yes", "y", "on"}
@@ -371,6 +386,8 @@ _EXPECTED = {
     "port": "a TCP port, 1 to 65535",
     "bot_health_port": "a TCP port, 1 to 65535",
     "bot_confirm_ttl_seconds": "seconds, 10 to 3600",
+    "bot_confirm_key": "a random secret of at least 32 characters (e.g. `openssl rand -hex 32`)",
+    "bot_confirm_key_previous": "the key used before the current BOT_CONFIRM_KEY, at least 32 characters",
     "bot_poll_interval_seconds": "seconds, above 0 and at most 300",
     "bot_poll_timeout_seconds": "seconds, above 0 and at most 7200",
     "bot_require_second_approver": "true or false",

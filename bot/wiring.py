@@ -123,7 +123,7 @@ def build(
         project_id=settings.dbss_project,
         store=store,
         policy=policy,
-        signer=ConfirmationSigner(store.confirmation_key()),
+        signer=ConfirmationSigner.from_secrets(settings.confirmation_secrets, store.confirmation_key),
         confirm_ttl_seconds=settings.bot_confirm_ttl_seconds,
         followup_timeout_seconds=settings.bot_poll_timeout_seconds,
         cooldown_seconds=settings.bot_cooldown_seconds,

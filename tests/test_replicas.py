@@ -167,3 +167,23 @@ def test_a_dead_replicas_pending_messages_are_delivered_by_another(
         deliverer.stop()
         a.close()
         b.close()
+
+
+def test_any_replica_honours_any_replicas_card_across_restarts_and_a_lost_key(
+    tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack, redis_url: str
+) -> None:
+    """The confirmation key is the deployment's (derived from the signing secret here), not one each process
+    makes or reads once: B, started before Redis lost everything, honours the card A posts after its restart."""
+    a = Harness(tmp_path / "a", fake_dbss, fake_slack, redis_url=redis_url)
+    b = Harness(tmp_path / "b", fake_dbss, fake_slack, redis_url=redis_url)
+    try:
+        redis.Redis.from_url(redis_url).flushall()
+        a.restart()
+        a.command(INSTANCE_ID)
+        card = a.wait_for_card()
+        b.click("dbss_reboot_confirm", card=card)
+        eventually(lambda: fake_dbss.reboot_requests(), what="the reboot, confirmed on the other replica")
+        assert len(fake_dbss.reboot_requests()) == 1
+    finally:
+        a.stop()
+        b.stop()

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 MAX_TOKEN_LENGTH = 1000  # a button value may hold 2,000 characters; anything longer is not ours
@@ -36,13 +37,20 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-class ConfirmationSigner:
-    """Issues and verifies tokens with an HMAC-SHA256 key kept in the state store."""
+def derive_key(secret: str) -> bytes:
+    """The confirmation key made from a configured secret, under a context of its own: the same on every replica
+    and across restarts, and no use for anything else the secret signs (a Slack signing secret signs requests)."""
+    return hmac.new(secret.encode(), b"dbss-reboot-bot/confirmation-key/v1", hashlib.sha256).digest()
 
-    def __init__(self, key: bytes) -> None:
-        if len(key) < 32:
+
+class ConfirmationSigner:
+    """Issues tokens with one HMAC-SHA256 key; verifies them with it or with a previous key (after a rotation)."""
+
+    def __init__(self, key: bytes, *previous: bytes) -> None:
+        if any(len(k) < 32 for k in (key, *previous)):
             raise ValueError("confirmation key must be at least 32 bytes")
         self._key = key
+        self._keys = (key, *previous)
 
     def __repr__(self) -> str:
         return "ConfirmationSigner(key=<hidden>)"
@@ -66,6 +74,13 @@ class ConfirmationSigner:
         payload = json.dumps(fields, separators=(",", ":")).encode()
         return confirmation, f"{_b64(payload)}.{_b64(self._mac(payload))}"
 
+    @classmethod
+    def from_secrets(cls, secrets: tuple[str, ...], fallback: Callable[[], bytes]) -> ConfirmationSigner:
+        """Keys derived from the configured secrets (the signing one first), else `fallback()`'s (the store's)."""
+        if secrets:
+            return cls(*(derive_key(s) for s in secrets))
+        return cls(fallback())
+
     def verify(self, token: str) -> Confirmation:
         """The confirmation a token stands for; raises InvalidToken for anything forged, altered or malformed."""
         if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 1:
@@ -75,7 +90,7 @@ class ConfirmationSigner:
             payload, mac = _unb64(payload_text), _unb64(mac_text)
         except ValueError as err:
             raise InvalidToken("malformed") from err
-        if not hmac.compare_digest(mac, self._mac(payload)):
+        if not any(hmac.compare_digest(mac, self._mac(payload, key)) for key in self._keys):
             raise InvalidToken("bad signature")
         try:
             data = json.loads(payload)
@@ -92,5 +107,5 @@ class ConfirmationSigner:
             raise InvalidToken("malformed") from err
         return confirmation
 
-    def _mac(self, payload: bytes) -> bytes:
-        return hmac.new(self._key, b"dbss-reboot-confirm\n" + payload, hashlib.sha256).digest()
+    def _mac(self, payload: bytes, key: bytes | None = None) -> bytes:
+        return hmac.new(key or self._key, b"dbss-reboot-confirm\n" + payload, hashlib.sha256).digest()
