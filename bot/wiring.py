@@ -93,11 +93,16 @@ def build(
     # The readiness check's test write to Redis, with REDIS_URL.
     redis_write: Callable[[], object] | None = getattr(store, "shared_heartbeat", None)
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    # Slack's 429 means the call was not processed: waiting Retry-After and sending again is safe. Nothing else is
+    # retried by the client (slack_sdk's default would re-send a post whose connection dropped after Slack stored
+    # it): the card's post looks before it posts again.
     client = slack_client or MeteredWebClient(
-        token=token, base_url=settings.slack_api_url, timeout=settings.slack_timeout_seconds, metrics=metrics
+        token=token,
+        base_url=settings.slack_api_url,
+        timeout=settings.slack_timeout_seconds,
+        retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=2)],
+        metrics=metrics,
     )
-    # Slack's 429 means the call was not processed: waiting Retry-After and sending again is safe.
-    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
     # The deliverer retries on its own terms (Retry-After, backoff, looking before posting again): no handlers.
     delivery_client = slack_client or MeteredWebClient(
         token=token,

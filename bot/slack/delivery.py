@@ -302,47 +302,11 @@ class Deliverer:
             raise _Undeliverable(f"response_url answered HTTP {response.status_code} {response.body[:100]}")
 
     def _already_posted(self, m: OutboxMessage) -> str | None:
-        """The ts of the message carrying this key, if an earlier attempt did post it: every page of the thread (or
-        of the channel's recent history) since shortly before the message was written, until it is found."""
-        cursor: str | None = None
-        for _ in range(LOOKUP_PAGES):
-            response = self._lookup_page(m, cursor)
-            for message in response.get("messages") or []:
-                metadata = message.get("metadata") or {}
-                payload = metadata.get("event_payload") or {}
-                if metadata.get("event_type") == METADATA_EVENT and payload.get("key") == m.key:
-                    return str(message.get("ts"))
-            cursor = str((response.get("response_metadata") or {}).get("next_cursor") or "") or None
-            if cursor is None:
-                return None
-        log.warning("an earlier attempt was not found in %d pages; posting again", LOOKUP_PAGES, extra={"key": m.key})
-        return None
-
-    def _lookup_page(self, m: OutboxMessage, cursor: str | None) -> Any:
-        # Slack's clock and ours may differ by a few minutes (its request signatures allow five): look from well
-        # before the message was written.
-        oldest = str(m.created_at - LOOKUP_SKEW_SECONDS)
+        """The ts of the message carrying this key, if an earlier attempt did post it."""
         try:
-            if m.thread_ts:
-                return self._client.conversations_replies(
-                    channel=m.channel,
-                    ts=m.thread_ts,
-                    oldest=oldest,
-                    include_all_metadata=True,
-                    limit=200,
-                    cursor=cursor,
-                )
-            return self._client.conversations_history(
-                channel=m.channel, oldest=oldest, include_all_metadata=True, limit=200, cursor=cursor
-            )
-        except SlackApiError as err:
-            error = str(err.response.get("error"))
-            if err.response.status_code == 429 or error in TRANSIENT or err.response.status_code >= 500:
-                raise _Retry(f"looking for an earlier attempt: {error}", uncertain=True) from err
-            log.warning("cannot look for an earlier attempt (%s); posting again", error, extra={"key": m.key})
-            return {}
-        except (urllib.error.URLError, OSError, HTTPException) as err:
-            raise _Retry(f"looking for an earlier attempt: {type(err).__name__}", uncertain=True) from err
+            return find_posted(self._client, channel=m.channel, thread_ts=m.thread_ts, key=m.key, since=m.created_at)
+        except LookupUnsure as err:
+            raise _Retry(f"looking for an earlier attempt: {err}", uncertain=True) from err
 
     def _call(self, m: OutboxMessage, method: str, **arguments: Any) -> Any:
         may_have_arrived = method == "chat_postMessage"
@@ -380,3 +344,50 @@ def _backoff(attempts: int) -> float:
     """1, 2, 4 ... 60 seconds, with a little jitter so replicas do not retry in step."""
     base = min(MAX_BACKOFF_SECONDS, 2.0 ** min(attempts, 6))
     return float(base * (0.8 + 0.4 * random.random()))  # noqa: S311 - jitter, not cryptography
+
+
+class LookupUnsure(Exception):
+    """Slack could not be asked whether a message is there (429, 5xx, a dropped connection): cannot tell."""
+
+
+def find_posted(client: WebClient, *, channel: str, thread_ts: str | None, key: str, since: float) -> str | None:
+    """The ts of the message posted with `key` in its metadata, or None when it is not there: every page of the
+    thread (or of the channel's history) from shortly before `since`, the time it was written. Raises LookupUnsure
+    when Slack cannot tell now; an error that will not pass (no history scope, say) reads as not there."""
+    cursor: str | None = None
+    for _ in range(LOOKUP_PAGES):
+        response = _lookup_page(client, channel, thread_ts, since, cursor, key)
+        for message in response.get("messages") or []:
+            metadata = message.get("metadata") or {}
+            payload = metadata.get("event_payload") or {}
+            if metadata.get("event_type") == METADATA_EVENT and payload.get("key") == key:
+                return str(message.get("ts"))
+        cursor = str((response.get("response_metadata") or {}).get("next_cursor") or "") or None
+        if cursor is None:
+            return None
+    log.warning("an earlier attempt was not found in %d pages; posting again", LOOKUP_PAGES, extra={"key": key})
+    return None
+
+
+def _lookup_page(
+    client: WebClient, channel: str, thread_ts: str | None, since: float, cursor: str | None, key: str
+) -> Any:
+    # Slack's clock and ours may differ by a few minutes (its request signatures allow five): look from well
+    # before the message was written.
+    oldest = str(since - LOOKUP_SKEW_SECONDS)
+    try:
+        if thread_ts:
+            return client.conversations_replies(
+                channel=channel, ts=thread_ts, oldest=oldest, include_all_metadata=True, limit=200, cursor=cursor
+            )
+        return client.conversations_history(
+            channel=channel, oldest=oldest, include_all_metadata=True, limit=200, cursor=cursor
+        )
+    except SlackApiError as err:
+        error = str(err.response.get("error"))
+        if err.response.status_code == 429 or error in TRANSIENT or err.response.status_code >= 500:
+            raise LookupUnsure(error) from err
+        log.warning("cannot look for an earlier attempt (%s); posting again", error, extra={"key": key})
+        return {}
+    except (urllib.error.URLError, OSError, HTTPException) as err:
+        raise LookupUnsure(type(err).__name__) from err

@@ -342,6 +342,14 @@ def slack_busy(error: str) -> str:
     )
 
 
+def card_maybe_posted(error: str) -> str:
+    return (
+        f":grey_question: Slack did not answer while the confirmation card was posted (`{escape(error)}`), and "
+        "could not be asked whether it arrived. If a card is in the channel, it is valid; if not, run the command "
+        "again. Nothing was rebooted."
+    )
+
+
 def cannot_post_here(error: str) -> str:
     return (
         f":electric_plug: I cannot post the confirmation card in this channel (`{escape(error)}`). "

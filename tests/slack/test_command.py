@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
+
+import pytest
 
 from tests.conftest import INSTANCE_ID, OTHER_ID, PROJECT_ID
+from tests.fakes.dbss import FakeDbss
 from tests.fakes.http import Answer
+from tests.fakes.slack import FakeSlack
 from tests.harness import ALICE, INCIDENTS, MALLORY, RANDOM, Harness, eventually, sign
 
 
@@ -208,3 +213,27 @@ def test_list_is_read_with_the_project_and_token(harness: Harness) -> None:
     harness.wait_for_hook()
     [listed] = harness.dbss.list_requests()
     assert listed.path == f"/v2/{PROJECT_ID}/audit/instances" and listed.headers["x-auth-token"] == "good-token"
+
+
+@pytest.mark.parametrize("fault", ["reset_after", "timeout", "reset", "500"])
+def test_a_card_post_that_may_have_reached_slack_is_looked_up_not_posted_blindly(
+    tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack, fault: str
+) -> None:
+    """The card's post meets a dropped connection or a timeout after Slack stored it, or a reset or a 500 before:
+    the bot looks for it by the key in its metadata, and posts it again only if it is not there. One live card
+    either way, recorded as posted with its ts, and no false error for the person."""
+    h = Harness(tmp_path, fake_dbss, fake_slack, slack_timeout_seconds=1)
+    try:
+        struck = fake_slack.fault("chat.postMessage", fault, lambda a: "asks to reboot" in str(a.get("text")))
+        h.command(INSTANCE_ID)
+        card = h.wait_for_card()
+        h.drain()
+        assert struck.hit is not None, "the fault never struck: the test would prove nothing"
+        cards = [m for m in fake_slack.messages.values() if "asks to reboot" in m.text]
+        assert cards == [card]
+        assert [e.thread_ts for e in h.bot.store.audit() if e.event == "card_posted"] == [card.ts]
+        assert not [t for t in fake_slack.hook_texts() if "went wrong" in t or "not posted" in t]
+        h.click("dbss_reboot_confirm", card=card)
+        eventually(lambda: fake_dbss.reboot_requests(), what="the reboot from the one card")
+    finally:
+        h.stop()

@@ -292,7 +292,7 @@ def test_late_click_on_a_confirmed_card_changes_nothing(fast: Harness) -> None:
     [used] = [e for e in store.audit() if e.event == "confirmed"]
     from bot.core.confirmation import ConfirmationSigner
 
-    signer = ConfirmationSigner(store.confirmation_key())
+    signer = ConfirmationSigner.from_secrets(fast.settings.confirmation_secrets, store.confirmation_key)
     _, stale = signer.issue(
         instance_id=INSTANCE_ID,
         requester=ALICE,

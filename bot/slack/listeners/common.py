@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import logging
 import re
+import time
+import urllib.error
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from functools import partial
+from http.client import HTTPException
 from typing import Any
 
 from slack_bolt import Respond
@@ -21,7 +24,7 @@ from bot.core.policy import AccessPolicy
 from bot.core.reboots import Offer, RebootService
 from bot.dbss.errors import DbssApiError, DbssError
 from bot.dbss.models import Instance
-from bot.slack import announce, messages
+from bot.slack import announce, delivery, messages
 from bot.slack.messages import Links
 from bot.slack.priority import AcksFirst
 
@@ -30,6 +33,7 @@ log = logging.getLogger(__name__)
 TS = re.compile(r"\d{1,12}\.\d{1,9}")
 # Errors of chat.postMessage that mean "the bot cannot post here" rather than "something broke".
 CANNOT_POST = frozenset({"not_in_channel", "channel_not_found", "is_archived", "restricted_action"})
+CARD_ATTEMPTS = 2  # the second only once the first is known not to be there
 SLACK_BUSY = frozenset({"ratelimited", "rate_limited", "service_unavailable", "fatal_error", "internal_error"})
 
 
@@ -224,30 +228,66 @@ class Deps:
             tell(messages.offer_refusal(result, self.links))
 
     def _post_offer(self, offer: Offer, *, tell: Callable[[str], object], thread_ts: str | None) -> None:
+        """Post the card, never twice: a post that may have reached Slack (a timeout, a dropped connection, a 5xx)
+        is looked for by the key in its metadata, and posted again only when it is provably not there."""
         c = offer.confirmation
-        try:
-            posted = self.client.chat_postMessage(
-                channel=c.channel,
-                thread_ts=thread_ts,
-                text=messages.card_text(offer),
-                blocks=messages.card(offer, second_approver=self.service.require_second_approver),
-            )
-        except SlackApiError as err:
-            error = str(err.response.get("error", "unknown_error"))
-            if error not in CANNOT_POST and error not in SLACK_BUSY and err.response.status_code < 500:
-                raise
-            self.service.store.record(
-                "card_failed",
-                correlation_id=c.nonce,
-                user_id=c.requester,
-                instance_id=c.instance_id,
-                channel=c.channel,
-                outcome="not_posted",
-                detail=error,
-            )
-            tell(messages.cannot_post_here(error) if error in CANNOT_POST else messages.slack_busy(error))
-            return
-        self.service.card_posted(offer, thread_ts=str(posted["ts"]))
+        key = f"{c.nonce}:card"
+        written = time.time()
+        error = "no answer"
+        for _ in range(CARD_ATTEMPTS):
+            try:
+                posted = self.client.chat_postMessage(
+                    channel=c.channel,
+                    thread_ts=thread_ts,
+                    text=messages.card_text(offer),
+                    blocks=messages.card(offer, second_approver=self.service.require_second_approver),
+                    metadata={"event_type": delivery.METADATA_EVENT, "event_payload": {"key": key}},
+                )
+            except SlackApiError as err:
+                error = str(err.response.get("error", "unknown_error"))
+                if err.response.status_code < 500:  # Slack answered: the card was not posted
+                    if error not in CANNOT_POST and error not in SLACK_BUSY:
+                        raise
+                    self._card_failed(offer, error, tell)
+                    return
+            except (urllib.error.URLError, OSError, HTTPException) as err:
+                error = type(err).__name__
+            else:
+                self.service.card_posted(offer, thread_ts=str(posted["ts"]))
+                return
+            try:  # it may be there: look before anything else
+                found = delivery.find_posted(
+                    self.client, channel=c.channel, thread_ts=thread_ts, key=key, since=written
+                )
+            except delivery.LookupUnsure as err:
+                log.warning("a card post may or may not have reached Slack", extra={"correlation_id": c.nonce})
+                self._card_failed(offer, f"{error}; then {err}", tell, outcome="unknown")
+                return
+            if found is not None:
+                log.info("a card post that failed had reached Slack", extra={"correlation_id": c.nonce})
+                self.service.card_posted(offer, thread_ts=found)
+                return
+        self._card_failed(offer, error, tell)
+
+    def _card_failed(
+        self, offer: Offer, error: str, tell: Callable[[str], object], *, outcome: str = "not_posted"
+    ) -> None:
+        c = offer.confirmation
+        self.service.store.record(
+            "card_failed",
+            correlation_id=c.nonce,
+            user_id=c.requester,
+            instance_id=c.instance_id,
+            channel=c.channel,
+            outcome=outcome,
+            detail=error,
+        )
+        if outcome == "unknown":
+            tell(messages.card_maybe_posted(error))
+        elif error in CANNOT_POST:
+            tell(messages.cannot_post_here(error))
+        else:
+            tell(messages.slack_busy(error))
 
     def refused(self, *, user: str, channel: str, reason: str, text: str, correlation_id: str) -> None:
         """Record a refusal in the audit trail (every surface's refusals are on record)."""
