@@ -7,12 +7,15 @@ import time
 from pathlib import Path
 
 import redis
+from slack_sdk import WebClient
 
+from bot.core.outbox import Outbox, OutboxMessage
 from bot.core.redis_state import RedisBackedStore
 from bot.core.store import FollowUp
+from bot.slack.delivery import Deliverer
 from tests.conftest import INSTANCE_ID
 from tests.fakes.dbss import FakeDbss
-from tests.fakes.slack import FakeSlack
+from tests.fakes.slack import BOT_TOKEN, FakeSlack, Message
 from tests.harness import ALICE, BOB, INCIDENTS, Harness, eventually
 from tests.processes import BotProcess, bot_env, command_body, confirm_body
 
@@ -187,3 +190,37 @@ def test_any_replica_honours_any_replicas_card_across_restarts_and_a_lost_key(
     finally:
         a.stop()
         b.stop()
+
+
+def test_two_replicas_with_slow_slack_post_each_message_once(
+    tmp_path: Path, fake_slack: FakeSlack, redis_url: str
+) -> None:
+    """Slack answering each post in 0.6 s (within the 1 s timeout), thread leases of 3 s: 60 due messages, in 60
+    threads, delivered by two replicas at once, are 60 posts. A round leases only the threads it sends at once, so
+    no lease lapses while its message waits behind others; and a message is read again once its lease is taken,
+    so one the other replica has just sent (and let go of) is not sent a second time."""
+    fake_slack.delays["chat.postMessage"] = 0.6
+    stores = [
+        RedisBackedStore.from_url(tmp_path / f"{name}.sqlite3", redis_url, outbox_lease_seconds=3)
+        for name in ("a", "b")
+    ]
+    outboxes = [Outbox(store) for store in stores]
+    threads = [f"1600000000.{n:06d}" for n in range(60)]
+    with fake_slack.lock:  # the cards whose threads the messages go to
+        fake_slack.messages.update({(INCIDENTS, ts): Message(INCIDENTS, ts, "a card", []) for ts in threads})
+    outboxes[0].put(
+        [OutboxMessage(f"m{n}", "post", INCIDENTS, thread_ts=ts, text=f"message {n}") for n, ts in enumerate(threads)]
+    )
+    client = WebClient(token=BOT_TOKEN, base_url=f"{fake_slack.url}/api/", timeout=1, retry_handlers=[])
+    deliverers = [Deliverer(outbox, client) for outbox in outboxes]
+    try:
+        for deliverer in deliverers:
+            deliverer.start()
+        eventually(lambda: outboxes[0].backlog()[0] == 0, timeout=30, what="every message delivered")
+        posts = [m.text for m in fake_slack.messages.values() if m.thread_ts is not None]
+        assert sorted(posts) == sorted(f"message {n}" for n in range(60)), "each message posted exactly once"
+    finally:
+        for deliverer in deliverers:
+            deliverer.stop()
+        for store in stores:
+            store.close()

@@ -477,8 +477,16 @@ class RedisBackedStore(StateStore):
             for group, m in heads.items():
                 if m.not_before > now or len(due) >= limit:
                     continue
-                if self._redis.eval(LEASE, 1, self.key("outbox-lease", group), self.replica, self._outbox_lease_ms):
-                    due.append(m)
+                if not self._redis.eval(LEASE, 1, self.key("outbox-lease", group), self.replica, self._outbox_lease_ms):
+                    continue
+                # Read again under the lease: the replica that held it may have sent this message and let the lease
+                # go between the read above and now; the copy read before would be sent a second time.
+                raw = self._redis.get(self.key("outbox", str(m.id)))
+                current = _load_outbox(raw) if raw else None
+                if current is None or current.state != "pending" or current.version != m.version:
+                    self.outbox_release(m)
+                    continue
+                due.append(current)
         return due
 
     def outbox_release(self, message: OutboxMessage) -> None:

@@ -79,6 +79,7 @@ class Deliverer:
         self.outbox = outbox
         self._client = client
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dbss-deliver")
+        self._threads = threads
         self.poll_seconds = poll_seconds
         self._webhook = webhook
         self._gate = gate  # waits (briefly) for a quiet moment between acks before each round
@@ -128,7 +129,10 @@ class Deliverer:
         """Catch up on store writes, then send the next message of every group that has one due."""
         with self._round:
             self.rounds += 1
-            due = self.outbox.due()  # from memory first while the store fails: they must not wait for it
+            # No more than are sent at once: with replicas, each is leased to this one for a few Slack timeouts, and
+            # a message leased but left waiting behind others could outlive its lease and be sent by another too.
+            # From memory first while the store fails: they must not wait for it.
+            due = self.outbox.due(limit=self._threads)
             with self._due_lock:
                 self._due_since = {m.key: max(m.created_at, m.not_before) for m in due}
             self.progress_at = time.monotonic()
