@@ -56,6 +56,7 @@ class Ending:
     elapsed: float
     instance: Instance | None
     stale: bool = False  # `instance` is the state last seen: the list could not be read at the end
+    seen_busy: bool = True  # False: no list ever showed the instance at work (idle after the settling polls)
 
 
 class FollowUpNotifier(Protocol):
@@ -286,7 +287,7 @@ class Follower:
             self._missing.pop(f.correlation_id, None)
         if instance is not None and instance.task == IDLE_TASK and (seen_busy or polls >= SETTLE_POLLS):
             kind: Literal["healthy", "unhealthy"] = "healthy" if instance.status == HEALTHY_STATUS else "unhealthy"
-            self._finish(f, Ending(kind, elapsed, instance))
+            self._finish(f, Ending(kind, elapsed, instance, seen_busy=seen_busy))
             return None
         if now >= f.deadline:
             if instance is None and instances is None and f.last_status is not None:  # no list now: the last seen

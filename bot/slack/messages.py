@@ -422,6 +422,12 @@ def finished_text(followup: FollowUp, ending: Ending) -> str:
     """The thread reply that closes a follow-up; anything but healthy is an alert to the requester."""
     iid = code(followup.instance_id) + _in(followup.target)
     match ending.kind:
+        case "healthy" if not ending.seen_busy:
+            return (
+                f":large_green_circle: {iid} is back to *ACTIVE* after {duration(ending.elapsed)}. It was never seen "
+                "rebooting: DBSS may have done it between two polls, or not begun it. If that matters, check the "
+                "instance's uptime in the DBSS console."
+            )
         case "healthy":
             return f":large_green_circle: {iid} is back to *ACTIVE* after {duration(ending.elapsed)}."
         case "unhealthy":
@@ -470,10 +476,13 @@ def ending_line(followup: FollowUp, ending: Ending) -> str:
     """The card's last line: how the reboot ended."""
     after = duration(ending.elapsed)
     match ending.kind:
+        case "healthy" if not ending.seen_busy:
+            return f":white_check_mark: *ACTIVE* after {after}; DBSS accepted the reboot, never seen in progress."
         case "healthy":
             return f":white_check_mark: Rebooted: back to *ACTIVE* after {after}."
         case "unhealthy":
-            return f":rotating_light: Rebooted, but ended {_state(ending.instance)} after {after}, not ACTIVE."
+            done = "Rebooted, but ended" if ending.seen_busy else "Never seen rebooting; idle and"
+            return f":rotating_light: {done} {_state(ending.instance)} after {after}, not ACTIVE."
         case "timeout":
             seen = ("last seen " if ending.stale else "") + _state(ending.instance)
             return f":rotating_light: Not done after {after} ({seen}); no longer followed."

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+
+import pytest
 from typing import Any
 
 from bot.core.store import StateStore
@@ -184,4 +186,28 @@ def test_a_deadline_reached_while_dbss_does_not_answer_gives_the_state_last_seen
         assert "(last seen *ACTIVE* / task *rebooting*)" in alert.text, alert.text
     finally:
         fake_dbss.delays["list"] = 0.0
+        h.stop()
+
+
+@pytest.mark.parametrize("polls", [0, 2])
+def test_a_reboot_never_seen_in_progress_is_not_called_rebooted(
+    tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack, polls: int
+) -> None:
+    """DBSS accepted, but no list ever showed the instance busy (the reboot was quicker than a poll, or never
+    began): after the settling polls the thread says it is ACTIVE and that the reboot was never seen, and the card
+    does not say "Rebooted". Seen busy, the card says "Rebooted" as before."""
+    fake_dbss.reboot_polls = polls
+    h = Harness(tmp_path, fake_dbss, fake_slack, bot_poll_interval_seconds=0.05)
+    try:
+        card = reboot_and_wait(h)
+        end = final_reply(h, card, "is back to *ACTIVE*")
+        h.drain()
+        line = fake_slack.messages[(card.channel, card.ts)].blocks[-1]["text"]["text"]
+        assert line.startswith(":white_check_mark:")
+        if polls == 0:
+            assert "never seen rebooting" in end.text and "uptime" in end.text
+            assert "Rebooted" not in line and "never seen in progress" in line
+        else:
+            assert "never seen" not in end.text and line.startswith(":white_check_mark: Rebooted: back to *ACTIVE*")
+    finally:
         h.stop()
