@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from typing import Any
 
 from bot.core.store import StateStore
 from tests.conftest import INSTANCE_ID
