@@ -43,17 +43,36 @@ _USER_ID = re.compile(r"[UW][A-Z0-9]{2,30}")
 _MAX_API_TEXT = 500
 
 
-def escape(text: str) -> str:
-    """Text from an API or a person made inert for mrkdwn: no mentions, no links, no broadcasts."""
+# What Slack would turn into a link by itself: a URL with a scheme, or a bare domain (`evil.example/reset`).
+_LINKABLE = re.compile(r"[a-z][a-z0-9+.-]*://\S+|(?<![\w.@+-])(?:[\w.+-]+@)?(?:[a-z0-9-]+\.)+[a-z]{2,}(?:/\S*)?", re.I)
+
+
+def _flat(text: str) -> str:
+    """One line, at most _MAX_API_TEXT characters, with mrkdwn's control characters as entities."""
     flat = " ".join(str(text).split())
     if len(flat) > _MAX_API_TEXT:
         flat = flat[: _MAX_API_TEXT - 1] + "…"
     return flat.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def escape(text: str) -> str:
+    """Text from an API or a person made inert for mrkdwn: no mentions, no links, no broadcasts. What Slack would
+    link by itself (a bare URL, domain or address) outside the text's own code spans is set as inline code, which
+    Slack shows as typed and never links. An unpaired backtick becomes a quote: it cannot open a span that would
+    swallow one of these."""
+    flat = _flat(text)
+    if flat.count("`") % 2:
+        last = flat.rindex("`")
+        flat = f"{flat[:last]}'{flat[last + 1 :]}"
+    parts = flat.split("`")  # even parts are outside code spans
+    for i in range(0, len(parts), 2):
+        parts[i] = _LINKABLE.sub(lambda m: "`" + m.group(0) + "`", parts[i])
+    return "`".join(parts)
+
+
 def code(text: str) -> str:
     """Inline code for IDs; backticks removed so the span cannot be closed early."""
-    return "`" + escape(text).replace("`", "'") + "`"
+    return "`" + _flat(text).replace("`", "'") + "`"
 
 
 def mention(user_id: str) -> str:

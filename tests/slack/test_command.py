@@ -158,13 +158,14 @@ def test_channel_not_found_is_explained_too(harness: Harness) -> None:
 
 
 def test_instance_name_cannot_mention_or_link(harness: Harness) -> None:
-    """An instance name with <!channel> and a fake link is escaped on the card."""
+    """An instance name with <!channel> and a fake link is escaped on the card, and the bare URL left in it is
+    set as inline code, which Slack never turns into a link."""
     harness.dbss.instances[INSTANCE_ID].name = "<!channel> <https://evil.example|click me> & more"
     harness.command(INSTANCE_ID)
     card = harness.wait_for_card()
     rendered = str(card.blocks)
     assert "<!channel>" not in rendered and "<https://evil" not in rendered
-    assert "&lt;!channel&gt; &lt;https://evil.example|click me&gt; &amp; more" in rendered
+    assert "&lt;!channel&gt; &lt;`https://evil.example|click` me&gt; &amp; more" in rendered
 
 
 def test_bad_signature_and_stale_timestamp_are_401(harness: Harness) -> None:
@@ -237,3 +238,22 @@ def test_a_card_post_that_may_have_reached_slack_is_looked_up_not_posted_blindly
         eventually(lambda: fake_dbss.reboot_requests(), what="the reboot from the one card")
     finally:
         h.stop()
+
+
+def test_bare_urls_in_dbss_text_cannot_become_links(harness: Harness) -> None:
+    """DBSS's error message naming a URL, a bare domain and an address: in the thread each is inline code (shown
+    as typed, never linked); the message's own code span stays, and its unpaired backtick cannot open a span that
+    would end one of them early."""
+    harness.dbss.script(
+        "reboot",
+        harness.dbss.dbss_error(
+            400, "DBSS.10020132", "`busy`: see https://evil.example/fix, evil.example or ops@evil.example `"
+        ),
+    )
+    harness.command(INSTANCE_ID)
+    card = harness.wait_for_card()
+    harness.click("dbss_reboot_confirm", card=card)
+    [reply] = harness.wait_for_thread(card)
+    assert "`https://evil.example/fix,`" in reply.text  # the comma too: Slack would not link it, and it shows
+    assert " `evil.example` " in reply.text and "`ops@evil.example`" in reply.text
+    assert "`busy`" in reply.text and "ops@evil.example` '" in reply.text
