@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import threading
 import time
 import urllib.error
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 METADATA_EVENT = "dbss_reboot_message"
 MAX_BACKOFF_SECONDS = 60.0
 LOOKUP_SKEW_SECONDS = 600.0
+MAY_HAVE_ARRIVED = "it may have arrived, and may not have reached you"
 LOOKUP_PAGES = 50  # of 200 messages: a thread (or channel) that busy since the message was written is not plausible
 # Errors that say "try again": Slack's own trouble, or a credential the operators are fixing.
 TRANSIENT = frozenset(
@@ -72,7 +74,7 @@ class Deliverer:
         *,
         threads: int = 4,
         poll_seconds: float = 1.0,
-        webhook: Callable[[str], WebhookClient] = WebhookClient,
+        webhook: Callable[[str], WebhookClient] | None = None,
         gate: Callable[[], object] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -81,7 +83,9 @@ class Deliverer:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dbss-deliver")
         self._threads = threads
         self.poll_seconds = poll_seconds
-        self._webhook = webhook
+        # A response_url client re-sends nothing on its own (slack_sdk's default re-sends after a dropped connection,
+        # which may have delivered): what is sent again is decided here.
+        self._webhook = webhook or (lambda url: WebhookClient(url, retry_handlers=[]))
         self._gate = gate  # waits (briefly) for a quiet moment between acks before each round
         self._clock = clock
         self._stop = threading.Event()
@@ -299,9 +303,15 @@ class Deliverer:
                 text=m.text, blocks=m.blocks, response_type="ephemeral", replace_original=False
             )
         except (urllib.error.URLError, OSError, HTTPException) as err:
-            raise _Retry(f"response_url: {type(err).__name__}") from err
-        if response.status_code == 429 or response.status_code >= 500:
+            if _never_sent(err):
+                raise _Retry(f"response_url: {type(err).__name__}") from err
+            # It may have arrived, and an ephemeral answer cannot be looked up: not sent there again (a second
+            # copy), but to the person directly.
+            raise _Undeliverable(f"response_url: {type(err).__name__}; {MAY_HAVE_ARRIVED}") from err
+        if response.status_code == 429:  # not taken: waiting Retry-After and sending again is safe
             raise _Retry(f"response_url answered HTTP {response.status_code}", after=_retry_after(response.headers))
+        if response.status_code >= 500:
+            raise _Undeliverable(f"response_url answered HTTP {response.status_code}; {MAY_HAVE_ARRIVED}")
         if response.status_code != 200:  # expired (30 min) or used up (5 answers): tell them directly instead
             raise _Undeliverable(f"response_url answered HTTP {response.status_code} {response.body[:100]}")
 
@@ -348,6 +358,12 @@ def _backoff(attempts: int) -> float:
     """1, 2, 4 ... 60 seconds, with a little jitter so replicas do not retry in step."""
     base = min(MAX_BACKOFF_SECONDS, 2.0 ** min(attempts, 6))
     return float(base * (0.8 + 0.4 * random.random()))  # noqa: S311 - jitter, not cryptography
+
+
+def _never_sent(err: BaseException) -> bool:
+    """The request provably never reached the server: the connection was refused, or the name did not resolve."""
+    cause = err.reason if isinstance(err, urllib.error.URLError) else err
+    return isinstance(cause, ConnectionRefusedError | socket.gaierror)
 
 
 class LookupUnsure(Exception):

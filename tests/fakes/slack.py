@@ -86,7 +86,8 @@ class FakeSlack(FakeHttpServer):
             self.scripted[method].append(Answer(status, {"ok": False, "error": error}, headers or {}))
 
     def fault(self, method: str, kind: str, when: Callable[[dict[str, Any]], bool] = lambda _: True) -> Fault:
-        """Fail the first call of `method` whose arguments satisfy `when`, once:
+        """Fail the first call of `method` whose arguments satisfy `when`, once (`method` "response_url": the next
+        POST to a response_url, with "reset", "reset_after" or "500"):
 
         - "reset": the connection closes before Slack acts on the call;
         - "reset_after": Slack carries the call out, then the connection closes unanswered;
@@ -118,8 +119,16 @@ class FakeSlack(FakeHttpServer):
                 return Answer(405, raw=b"method_not_allowed")
             with self.lock:
                 refused = self.expired_hooks and any(request.path.endswith(f"/{h}") for h in self.expired_hooks)
+                chosen = next((f for f in self.faults if f.method == "response_url"), None)
+                if chosen is not None:
+                    self.faults.remove(chosen)
+                    chosen.hit = time.time()
             if refused:  # Slack's answer to a response_url past its 30 minutes or 5 uses
                 return Answer(404, raw=b"expired_url", headers={"Content-Type": "text/html"})
+            if chosen is not None and chosen.kind in ("reset", "reset_after"):  # kept in `received` either way
+                return None
+            if chosen is not None and chosen.kind == "500":
+                return Answer(500, raw=b"internal_error", headers={"Content-Type": "text/html"})
             return Answer(200, raw=b"ok", headers={"Content-Type": "text/html"})
         if not request.path.startswith("/api/"):
             return Answer(404, raw=b"not found")

@@ -444,3 +444,20 @@ def test_an_unreadable_reboot_answer_is_outcome_unknown(fast: Harness) -> None:
     assert "Outcome unknown" in reply
     assert all("Something went wrong" not in t for t in fast.slack.hook_texts())
     assert len(fast.dbss.reboot_requests()) == 1
+
+
+@pytest.mark.parametrize("fault", ["reset_after", "500"])
+def test_a_private_answer_that_may_have_arrived_is_not_sent_twice(fast: Harness, fault: str) -> None:
+    """Bob's refused click is answered through the response_url, whose connection drops after Slack took it (or
+    answers 500): an ephemeral answer cannot be looked up, so it is not sent there again (no second copy); the
+    answer comes as a direct message instead, saying the first may not have arrived."""
+    fast.command(INSTANCE_ID)
+    card = fast.wait_for_card()
+    struck = fast.slack.fault("response_url", fault)
+    fast.click("dbss_reboot_confirm", card=card, user="UBOB")
+    [dm] = eventually(lambda: fast.slack.posted("UBOB", "Only the person who asked"), what="the direct message")
+    assert "may not have reached you" in dm.text
+    fast.drain()
+    assert struck.hit is not None
+    assert len([r for r in fast.slack.hooks() if "Only the person who asked" in str(r.json)]) == 1
+    assert fast.dbss.reboot_requests() == []
