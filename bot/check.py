@@ -15,7 +15,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.config import Settings
-from bot.core.redis_state import PREFIX
+from bot.core.redis_state import PREFIX, redis_client
 from bot.core.store import StateStore
 from bot.dbss import (
     CredentialsUnavailable,
@@ -247,7 +247,7 @@ def check_redis(settings: Settings) -> Result | None:
     url = settings.redis_url.get_secret_value()
     parts = urlsplit(url)
     where = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))  # no password
-    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    client = redis_client(url)  # reads only; no retry all the same (redis_client)
     try:
         client.ping()
         key = bool(client.exists(PREFIX + "confirm-key"))
