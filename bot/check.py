@@ -49,7 +49,12 @@ SLACK_FIXES = {
 def check_slack(settings: Settings) -> Result:
     if settings.slack_bot_token is None:
         return Result("Slack", False, "SLACK_BOT_TOKEN is not set", "Set SLACK_BOT_TOKEN to the bot token (xoxb-...).")
-    client = WebClient(token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url, timeout=10)
+    client = WebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=settings.slack_api_url,
+        timeout=10,
+        retry_handlers=[],  # one auth.test: a failure is reported as it is, not retried
+    )
     try:
         answer = client.auth_test()
     except SlackApiError as err:

@@ -93,11 +93,17 @@ def build(
     # The readiness check's test write to Redis, with REDIS_URL.
     redis_write: Callable[[], object] | None = getattr(store, "shared_heartbeat", None)
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    # Slack's retry policy is the bot's, stated here: slack_sdk's default handler re-sends a call whose connection
+    # failed, even a chat.postMessage Slack had already stored (a second card). The listeners' client retries
+    # only Slack's 429, which means the call was not processed (waiting Retry-After, twice at most); a connection
+    # error reaches the listener, which tells the person. Bolt copies these handlers into its per-request client.
     client = slack_client or MeteredWebClient(
-        token=token, base_url=settings.slack_api_url, timeout=settings.slack_timeout_seconds, metrics=metrics
+        token=token,
+        base_url=settings.slack_api_url,
+        timeout=settings.slack_timeout_seconds,
+        retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=2)],
+        metrics=metrics,
     )
-    # Slack's 429 means the call was not processed: waiting Retry-After and sending again is safe.
-    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
     # The deliverer retries on its own terms (Retry-After, backoff, looking before posting again): no handlers.
     delivery_client = slack_client or MeteredWebClient(
         token=token,

@@ -17,6 +17,7 @@ import time
 import urllib.error
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
+from functools import partial
 from http.client import HTTPException
 from typing import Any
 
@@ -70,7 +71,7 @@ class Deliverer:
         *,
         threads: int = 4,
         poll_seconds: float = 1.0,
-        webhook: Callable[[str], WebhookClient] = WebhookClient,
+        webhook: Callable[[str], WebhookClient] | None = None,
         gate: Callable[[], object] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -78,7 +79,9 @@ class Deliverer:
         self._client = client
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dbss-deliver")
         self._poll = poll_seconds
-        self._webhook = webhook
+        # No retry handlers: the deliverer retries a response_url on its own terms (_respond), never slack_sdk's
+        # default handler, which posts again after a failed connection that Slack may already have shown.
+        self._webhook = webhook or partial(WebhookClient, retry_handlers=[])
         self._gate = gate  # waits (briefly) for a quiet moment between acks before each round
         self._clock = clock
         self._stop = threading.Event()

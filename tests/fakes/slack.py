@@ -92,6 +92,8 @@ class FakeSlack(FakeHttpServer):
         - "timeout": Slack carries it out and answers after 1.5 s (past the bot's timeout in these tests);
         - "ratelimited": HTTP 429 with Retry-After: 1; "500": HTTP 500 internal_error;
         - any other word: Slack's answer `{"ok": false, "error": kind}` (not_in_channel, message_not_found...).
+
+        `method` "response_url" faults the posts to response_urls (/hooks/...); only "reset_after" applies there.
         """
         fault = Fault(method, kind, when)
         with self.lock:
@@ -119,6 +121,13 @@ class FakeSlack(FakeHttpServer):
                 refused = self.expired_hooks and any(request.path.endswith(f"/{h}") for h in self.expired_hooks)
             if refused:  # Slack's answer to a response_url past its 30 minutes or 5 uses
                 return Answer(404, raw=b"expired_url", headers={"Content-Type": "text/html"})
+            with self.lock:
+                cut = next((f for f in self.faults if f.method == "response_url" and f.when(request.json or {})), None)
+                if cut is not None:
+                    self.faults.remove(cut)
+                    cut.hit = time.time()
+            if cut is not None and cut.kind == "reset_after":
+                return None  # Slack has the message (recorded in `received`); the connection closes unanswered
             return Answer(200, raw=b"ok", headers={"Content-Type": "text/html"})
         if not request.path.startswith("/api/"):
             return Answer(404, raw=b"not found")
