@@ -145,6 +145,7 @@ def check_iam(settings: Settings) -> list[Result] | None:
         return None
     assert settings.dbss_iam_domain and settings.dbss_iam_user and settings.dbss_iam_password
     results = []
+    # One login per target, reported as it went: httpx re-sends nothing.
     with httpx.Client(base_url=settings.dbss_iam_endpoint, timeout=settings.dbss_timeout_seconds) as iam:
         for target in settings.targets:
             name = "IAM login" + (f" ({target.label})" if len(settings.targets) > 1 else "")
