@@ -6,13 +6,14 @@
 # The Python that CI tests on (3.11). Pinned by tag; pin by digest too where your registry policy asks for it.
 FROM python:3.11-slim-bookworm AS build
 
-# The install CI runs (.ci/run: `python -m pip install -e '.[test]'` in a venv), in its production form:
-# not editable (the image keeps no source tree) and without the test extra (pytest, linters, schemas).
+# The install CI runs (.ci/run: the locked dependencies, hash-checked, in a venv), in its production form:
+# requirements/runtime.txt is the runtime set of the same lock (uv.lock), without the test extra. Every package
+# comes at the version and with the hash the lock names, so a rebuild next month installs this month's bot.
+# The bot itself is not built into a package: its source is copied below, as CI runs it from the checkout.
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY bot ./bot
+COPY requirements/runtime.txt ./requirements/
 RUN python -m venv /opt/venv \
-    && /opt/venv/bin/python -m pip install --no-cache-dir .
+    && /opt/venv/bin/python -m pip install --no-cache-dir --require-hashes -r requirements/runtime.txt
 
 FROM python:3.11-slim-bookworm
 
@@ -27,11 +28,13 @@ RUN groupadd --system --gid 10001 bot \
     && chown bot:bot /data
 
 COPY --from=build /opt/venv /opt/venv
+COPY bot /app/bot
 
 # PORT serves HTTP mode (Slack's POST /slack/events, /healthz, /readyz, /metrics); BOT_HEALTH_PORT serves
 # /healthz, /readyz and /metrics in Socket Mode. The state file lives on the /data volume: keep it on
 # block storage (a disk, EBS, EVS), never on NFS, EFS or SFS, where SQLite's WAL locking is unsafe.
 ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/app \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     BOT_STATE_PATH=/data/state.sqlite3 \

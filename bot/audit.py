@@ -10,10 +10,8 @@ from pathlib import Path
 from typing import Literal, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
-import redis
-
 from bot.config import StateSettings
-from bot.core.redis_state import AUDIT_STREAM, CLOCK_SKEW_SECONDS, PREFIX, SharedTrail
+from bot.core.redis_state import AUDIT_STREAM, CLOCK_SKEW_SECONDS, PREFIX, SharedTrail, redis_client
 from bot.core.store import AUDIT_FIELDS, AuditEntry, StateStore, StateUnavailable
 
 Format = Literal["jsonl", "csv"]
@@ -97,7 +95,7 @@ def run(
     """Export the shared trail (Redis when REDIS_URL is set, else the SQLite file at BOT_STATE_PATH)."""
     if settings.redis_url is not None:
         url = settings.redis_url.get_secret_value()
-        client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+        client = redis_client(url, timeout_seconds=10)
         try:
             trail = SharedTrail(client, PREFIX + AUDIT_STREAM)
             # The stream is in the order Redis received the entries; a replica's clock may be a little behind.

@@ -15,7 +15,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.config import Settings
-from bot.core.redis_state import PREFIX
+from bot.core.redis_state import PREFIX, redis_client
 from bot.core.store import StateStore
 from bot.dbss import (
     CredentialsUnavailable,
@@ -49,7 +49,12 @@ SLACK_FIXES = {
 def check_slack(settings: Settings) -> Result:
     if settings.slack_bot_token is None:
         return Result("Slack", False, "SLACK_BOT_TOKEN is not set", "Set SLACK_BOT_TOKEN to the bot token (xoxb-...).")
-    client = WebClient(token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url, timeout=10)
+    client = WebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=settings.slack_api_url,
+        timeout=10,
+        retry_handlers=[],  # one auth.test: a failure is reported as it is, not retried
+    )
     try:
         answer = client.auth_test()
     except SlackApiError as err:
@@ -140,6 +145,7 @@ def check_iam(settings: Settings) -> list[Result] | None:
         return None
     assert settings.dbss_iam_domain and settings.dbss_iam_user and settings.dbss_iam_password
     results = []
+    # One login per target, reported as it went: httpx re-sends nothing.
     with httpx.Client(base_url=settings.dbss_iam_endpoint, timeout=settings.dbss_timeout_seconds) as iam:
         for target in settings.targets:
             name = "IAM login" + (f" ({target.label})" if len(settings.targets) > 1 else "")
@@ -247,7 +253,7 @@ def check_redis(settings: Settings) -> Result | None:
     url = settings.redis_url.get_secret_value()
     parts = urlsplit(url)
     where = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))  # no password
-    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    client = redis_client(url)  # reads only; no retry all the same (redis_client)
     try:
         client.ping()
         key = bool(client.exists(PREFIX + "confirm-key"))

@@ -93,9 +93,11 @@ def build(
     # The readiness check's test write to Redis, with REDIS_URL.
     redis_write: Callable[[], object] | None = getattr(store, "shared_heartbeat", None)
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
-    # Slack's 429 means the call was not processed: waiting Retry-After and sending again is safe. Nothing else is
-    # retried by the client (slack_sdk's default would re-send a post whose connection dropped after Slack stored
-    # it): the card's post looks before it posts again.
+    # Slack's retry policy is the bot's, stated here: slack_sdk's default handler re-sends a call whose connection
+    # failed, even a chat.postMessage Slack had already stored (a second card). The listeners' client retries
+    # only Slack's 429, which means the call was not processed (waiting Retry-After, twice at most); a card post
+    # that may have reached Slack is looked up before it is posted again. Bolt copies these handlers into its
+    # per-request client.
     client = slack_client or MeteredWebClient(
         token=token,
         base_url=settings.slack_api_url,

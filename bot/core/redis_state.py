@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from bot.core.outbox import OutboxMessage, State
 from bot.core.store import (
@@ -94,6 +96,25 @@ OUTBOX_COALESCE = (
     "m['version'] = m['version'] + 1 redis.call('SET', KEYS[1], cjson.encode(m), 'KEEPTTL') return 1"
 )
 OUTBOX_SECONDS = 7 * 24 * 3600
+
+
+def redis_client(url: str, *, timeout_seconds: float = 5) -> redis.Redis:
+    """The bot's Redis client, whose retry policy is the bot's own: redis-py re-sends nothing.
+
+    A command that timed out may have run (Redis had it and was slow to answer). Sent again it runs again: a claim
+    that finds its own first run says "already answered" while nothing was done, and a lock, an outbox insert or an
+    audit append happens twice. redis-py's defaults differ by constructor (in 8.x `Redis(...)` retries a timed-out
+    command, `Redis.from_url(...)` does not), so the policy is stated here: no retry, on any error (a URL's
+    `retry_on_timeout` or `retry_on_error` adds errors to a policy that still retries 0 times). The store turns the
+    error into StateUnavailable, and the caller says what is true: not done, or not known (tests/test_redis_retry.py).
+    """
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout_seconds,
+        socket_connect_timeout=5,
+        retry=Retry(NoBackoff(), 0),
+        retry_on_error=[],
+    )
 
 
 @contextmanager
@@ -177,8 +198,7 @@ class RedisBackedStore(StateStore):
 
     @classmethod
     def from_url(cls, path: str | Path, url: str, **kwargs: Any) -> RedisBackedStore:
-        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
-        return cls(path, client=client, **kwargs)
+        return cls(path, client=redis_client(url), **kwargs)
 
     def key(self, *parts: str) -> str:
         return self._prefix + ":".join(parts)

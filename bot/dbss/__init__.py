@@ -80,6 +80,9 @@ def build_auth(
     if settings.credential_kind == "metadata":
         return build_metadata_auth(settings, transport=transport, observe=observe, project_id=project_id)
     assert settings.dbss_iam_domain and settings.dbss_iam_user and settings.dbss_iam_password
+    # One login attempt per request that needs a token (httpx re-sends nothing): a login that fails or times out
+    # leaves the DBSS request not sent. IamPasswordAuth logs in again only after DBSS refused the token (401),
+    # a request DBSS did not act on.
     iam = httpx.Client(
         base_url=settings.dbss_iam_endpoint,
         timeout=httpx.Timeout(settings.dbss_timeout_seconds),
@@ -106,7 +109,7 @@ def build_metadata_auth(
 
     `project_id` None: the project is not signed in by the Auth but by the client's X-Project-Id header, so that
     one key (fetched once) signs for every target."""
-    metadata = httpx.Client(
+    metadata = httpx.Client(  # reads only; and, as every httpx client of the bot, re-sends nothing
         base_url=settings.dbss_metadata_endpoint,
         timeout=httpx.Timeout(min(METADATA_TIMEOUT_SECONDS, settings.dbss_timeout_seconds)),
         transport=transport,

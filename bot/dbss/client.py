@@ -68,6 +68,9 @@ class DbssClient:
         self._observe = observe
         self._reboot_path = REBOOT_PATHS[reboot_path].format(project_id=project_id)
         self._list_path = LIST_PATH.format(project_id=project_id)
+        # Retry policy: none. httpx never re-sends a request (a transport's `retries`, 0 by default, would only
+        # repeat a connection attempt), and a reboot is not idempotent: a timeout after sending is
+        # DbssOutcomeUnknown, told as such, never sent again (tests/dbss/test_retry_policy.py).
         self._http = httpx.Client(
             base_url=base_url,
             auth=auth,

@@ -18,6 +18,7 @@ import time
 import urllib.error
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
+from functools import partial
 from http.client import HTTPException
 from typing import Any
 
@@ -83,9 +84,9 @@ class Deliverer:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dbss-deliver")
         self._threads = threads
         self.poll_seconds = poll_seconds
-        # A response_url client re-sends nothing on its own (slack_sdk's default re-sends after a dropped connection,
-        # which may have delivered): what is sent again is decided here.
-        self._webhook = webhook or (lambda url: WebhookClient(url, retry_handlers=[]))
+        # No retry handlers: the deliverer retries a response_url on its own terms (_respond), never slack_sdk's
+        # default handler, which posts again after a failed connection that Slack may already have shown.
+        self._webhook = webhook or partial(WebhookClient, retry_handlers=[])
         self._gate = gate  # waits (briefly) for a quiet moment between acks before each round
         self._clock = clock
         self._stop = threading.Event()

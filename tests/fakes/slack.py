@@ -86,14 +86,16 @@ class FakeSlack(FakeHttpServer):
             self.scripted[method].append(Answer(status, {"ok": False, "error": error}, headers or {}))
 
     def fault(self, method: str, kind: str, when: Callable[[dict[str, Any]], bool] = lambda _: True) -> Fault:
-        """Fail the first call of `method` whose arguments satisfy `when`, once (`method` "response_url": the next
-        POST to a response_url, with "reset", "reset_after" or "500"):
+        """Fail the first call of `method` whose arguments satisfy `when`, once:
 
         - "reset": the connection closes before Slack acts on the call;
         - "reset_after": Slack carries the call out, then the connection closes unanswered;
         - "timeout": Slack carries it out and answers after 1.5 s (past the bot's timeout in these tests);
         - "ratelimited": HTTP 429 with Retry-After: 1; "500": HTTP 500 internal_error;
         - any other word: Slack's answer `{"ok": false, "error": kind}` (not_in_channel, message_not_found...).
+
+        `method` "response_url" faults the posts to response_urls (/hooks/...), `when` seeing the posted JSON:
+        "reset" and "reset_after" (both recorded in `received`, neither answered) and "500" apply there.
         """
         fault = Fault(method, kind, when)
         with self.lock:
@@ -119,7 +121,9 @@ class FakeSlack(FakeHttpServer):
                 return Answer(405, raw=b"method_not_allowed")
             with self.lock:
                 refused = self.expired_hooks and any(request.path.endswith(f"/{h}") for h in self.expired_hooks)
-                chosen = next((f for f in self.faults if f.method == "response_url"), None)
+                chosen = next(
+                    (f for f in self.faults if f.method == "response_url" and f.when(request.json or {})), None
+                )
                 if chosen is not None:
                     self.faults.remove(chosen)
                     chosen.hit = time.time()

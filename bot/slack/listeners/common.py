@@ -17,6 +17,7 @@ from typing import Any
 from slack_bolt import Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from slack_sdk.webhook import WebhookClient
 
 from bot.core.fleet import Fleet, InstanceList, NoRegionReadable
 from bot.core.outbox import Outbox
@@ -44,7 +45,10 @@ def say_privately(respond: Respond, text: str = "", **kwargs: Any) -> bool:
     if not respond.response_url:
         log.warning("no response_url to answer on; the private answer was dropped")
         return False
-    response = respond(text=text, response_type="ephemeral", replace_original=False, **kwargs)
+    # Sent with a client of our own rather than through respond(): Bolt's has slack_sdk's default handler, which
+    # posts again when the connection fails, even after Slack has shown the message. One attempt here.
+    hook = WebhookClient(respond.response_url, proxy=respond.proxy, ssl=respond.ssl, retry_handlers=[])
+    response = hook.send(text=text, response_type="ephemeral", replace_original=False, **kwargs)
     if response.status_code != 200:
         log.warning("response_url answered HTTP %s", response.status_code)
         return False
