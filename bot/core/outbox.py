@@ -174,6 +174,11 @@ class Outbox:
         """Sleep until something is written (or `timeout`); a write during the last round wakes at once."""
         self._wake.wait(timeout)
 
+    def wake(self) -> None:
+        """Something was written to the store directly (with an audit entry), or the deliverer is stopping: the
+        deliverer's next round starts now, not at its next poll."""
+        self._wake.set()
+
     def begin_round(self) -> None:
         self._wake.clear()
 
