@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow  # a soak: the benchmark's storms, twice
 def test_smoke_benchmark_writes_its_table(tmp_path: Path) -> None:
     """`python -m bench --smoke --soak 2` runs every measurement and writes the results between the markers."""
     out = tmp_path / "benchmarks.md"

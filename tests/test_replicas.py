@@ -93,7 +93,7 @@ def test_two_processes_same_click_one_reboot_and_follow_up_survives(
 ) -> None:
     """Two bot processes behind one 'load balancer': the same click delivered to both reboots once; the
     replica following the reboot is killed, and the other one finishes the thread."""
-    fake_dbss.reboot_polls = 40
+    fake_dbss.reboot_polls = 10_000  # still rebooting when the owner is killed, however slow the start-up was
     shared = {"REDIS_URL": redis_url, "BOT_POLL_INTERVAL_SECONDS": "0.3"}
     a = BotProcess(bot_env(fake_dbss, fake_slack, tmp_path / "a.sqlite3", **shared), tmp_path)
     b = BotProcess(bot_env(fake_dbss, fake_slack, tmp_path / "b.sqlite3", **shared), tmp_path)
@@ -121,6 +121,8 @@ def test_two_processes_same_click_one_reboot_and_follow_up_survives(
         client.close()
         victim, survivor = (a, b) if f":{a.worker_pid()}:" in owner else (b, a)
         victim.kill()
+        with fake_dbss.lock:
+            fake_dbss.instances[INSTANCE_ID].rebooting_polls_left = 2  # done a few polls after the takeover
         done = eventually(
             lambda: [m for m in fake_slack.thread(INCIDENTS, card.ts) if "back to *ACTIVE*" in m.text],
             timeout=30,

@@ -223,6 +223,7 @@ def test_abrupt_drop_is_replaced_within_seconds_without_spinning(
     assert len(fake_slack.calls("apps.connections.open")) == 2
 
 
+@pytest.mark.slow  # waits out the real ping interval and timeout (5 s each)
 def test_silent_connection_is_replaced_once_its_pings_go_unanswered(
     bot: SocketBot, socket_mode: FakeSocketMode, fake_slack: FakeSlack
 ) -> None:

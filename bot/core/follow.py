@@ -340,6 +340,7 @@ class Follower:
         else:
             try:
                 record(announce=said)
+                self._outbox.wake()  # written with the audit entry, not through put: the deliverer must look now
             except Exception:
                 log.exception("could not record the end of a follow-up; telling people first, recording later")
                 self._outbox.put(said)

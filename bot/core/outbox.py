@@ -175,7 +175,8 @@ class Outbox:
         self._wake.wait(timeout)
 
     def wake(self) -> None:
-        """End a `wait` now (the deliverer is stopping)."""
+        """Something was written to the store directly (with an audit entry), or the deliverer is stopping: the
+        deliverer's next round starts now, not at its next poll."""
         self._wake.set()
 
     def begin_round(self) -> None:

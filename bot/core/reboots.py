@@ -264,6 +264,8 @@ class RebootService:
     def _record(self, event: str, announce: Sequence[OutboxMessage] = (), /, **fields: object) -> None:
         """Append to the audit trail (with the messages that announce it) and log the event as one line."""
         self.store.record(event, announce=announce, **fields)
+        if announce and self.outbox is not None:
+            self.outbox.wake()  # written with the audit entry, not through put: the deliverer must look now
         log.info(event, extra={"audit": {k: v for k, v in fields.items() if v is not None}})
 
     def _must(self, what: str, write: Callable[[], object]) -> None:

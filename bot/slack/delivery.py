@@ -108,7 +108,7 @@ class Deliverer:
     def stop(self, timeout: float = 10.0) -> None:
         """Finish the round in hand; what is left stays in the store for the next start (or another replica)."""
         self._stop.set()
-        self.outbox.wake()  # a loop between rounds stops now, not after its poll interval
+        self.outbox.wake()  # a loop asleep between polls sees _stop at once
         if self._thread is not None:
             self._thread.join(timeout)
         self._pool.shutdown(wait=True)
@@ -127,7 +127,7 @@ class Deliverer:
                 log.exception("outbox delivery round failed; trying again")
                 sent = 0
             self.progress_at = time.monotonic()
-            if not sent:
+            if not sent and not self._stop.is_set():  # checked after begin_round: stop's wake is never missed
                 self.outbox.wait(self.poll_seconds)
 
     def deliver_round(self) -> int:

@@ -461,3 +461,48 @@ def test_a_private_answer_that_may_have_arrived_is_not_sent_twice(fast: Harness,
     assert struck.hit is not None
     assert len([r for r in fast.slack.hooks() if "Only the person who asked" in str(r.json)]) == 1
     assert fast.dbss.reboot_requests() == []
+
+
+def test_an_ending_written_with_its_audit_entry_is_sent_without_waiting_for_the_poll(
+    tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack
+) -> None:
+    """The follower writes an ending with its audit entry, not through the outbox's put: the deliverer still sends it
+    at once, not at its next poll; and a deliverer asleep between polls stops at once."""
+    from slack_sdk import WebClient
+
+    from bot.core.follow import Follower
+    from bot.core.outbox import Outbox
+    from bot.core.store import FollowUp, StateStore
+    from bot.dbss import DbssClient, TokenAuth
+    from bot.slack.delivery import Deliverer
+    from bot.slack.followups import SlackFollowUpNotifier
+    from tests.conftest import PROJECT_ID
+    from tests.fakes.slack import BOT_TOKEN
+
+    store = StateStore(tmp_path / "s.sqlite3")
+    outbox = Outbox(store)
+    client = WebClient(token=BOT_TOKEN, base_url=f"{fake_slack.url}/api/", timeout=2, retry_handlers=[])
+    deliverer = Deliverer(outbox, client, poll_seconds=3600)
+    deliverer.start()
+    now = time.time()
+    store.add_followup(FollowUp("c1", INSTANCE_ID, ALICE, ALICE, INCIDENTS, "1700000000.000100", now, now + 600))
+    with DbssClient(
+        base_url=fake_dbss.url, project_id=PROJECT_ID, auth=TokenAuth("good-token"), timeout_seconds=5
+    ) as dbss:
+        follower = Follower(
+            dbss=dbss, store=store, notifier=SlackFollowUpNotifier(outbox), interval_seconds=3600, outbox=outbox
+        )
+        try:
+            while store.active_followups():
+                eventually(lambda: outbox.backlog()[0] == 0, what="the progress message sent")  # then asleep
+                follower.tick()
+            ended = eventually(
+                lambda: [m for m in fake_slack.thread(INCIDENTS, "1700000000.000100") if "back to *ACTIVE*" in m.text],
+                what="the ending, sent long before the next poll",
+            )
+            assert len(ended) == 1
+            eventually(lambda: outbox.backlog()[0] == 0, what="the ending marked sent")  # asleep again
+        finally:
+            deliverer.stop(timeout=5)
+            store.close()
+    assert not deliverer.alive(), "stop woke the deliverer out of its poll"

@@ -125,6 +125,7 @@ def test_state_store_read_only_refuses_to_reboot(harness: Harness) -> None:
     assert harness.dbss.reboot_requests() == []
 
 
+@pytest.mark.slow  # waits out the state file's real busy timeout (5 s a write)
 def test_state_store_locked_refuses_to_reboot(harness: Harness) -> None:
     """Another process holding the state file's write lock: after the busy timeout, refused, no reboot."""
     harness.command(INSTANCE_ID)
