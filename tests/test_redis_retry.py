@@ -158,3 +158,47 @@ def test_a_click_whose_claim_timed_out_is_refused_and_claimed_once(
         assert fake_dbss.reboot_requests() == []
     finally:
         h.stop()
+
+
+class SlowAtLock:
+    """The bot's store, with Redis made busy (by a script from another connection) just as the lock is taken: the
+    bot's SET NX runs after its client gave up, so the lock is held while the bot heard only a timeout."""
+
+    def __init__(self, store: object, url: str) -> None:
+        self._store = store
+        self._url = url
+        self.busy: list[object] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    def acquire_lock(self, *args: object, **kwargs: object) -> object:
+        slow = redis_busy(self._url, 1.5)
+        slow.__enter__()
+        self.busy.append(slow)
+        return self._store.acquire_lock(*args, **kwargs)  # type: ignore[attr-defined]
+
+
+def test_a_lock_whose_reply_was_lost_is_released_not_left_behind(
+    tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack, redis_url: str
+) -> None:
+    """The lock's SET NX times out but runs: the clicker is told nothing was done, no reboot is sent, and the
+    lock it left is released once Redis answers again (by its correlation ID: never another's), so the next
+    request is not refused as "in flight" for the lock's whole TTL."""
+    h = Harness(tmp_path, fake_dbss, fake_slack, redis_url=f"{redis_url}?socket_timeout={TIMEOUT}")
+    try:
+        h.command(INSTANCE_ID)
+        card = h.wait_for_card()
+        eventually(lambda: any(e.event == "card_posted" for e in h.bot.store.audit()), what="the card on record")
+        slow = SlowAtLock(h.bot.service.store, redis_url)
+        h.bot.service.store = slow  # type: ignore[assignment]
+        h.click("dbss_reboot_confirm", card=card)
+        text = h.wait_for_hook(count=1)
+        assert "state store is unavailable" in text and "Nothing was done" in text
+        for busy in slow.busy:
+            busy.__exit__(None, None, None)
+        eventually(lambda: h.bot.store.current_lock(INSTANCE_ID) is None, timeout=10, what="the lock released")
+        h.drain()
+        assert fake_dbss.reboot_requests() == []
+    finally:
+        h.stop()

@@ -540,14 +540,18 @@ class RebootService:
         if cooling is not None:
             self._record("refused", outcome="refused", detail="cooldown", thread_ts=thread_ts, **audit)
             return CoolingDown(cooling.last, cooling.cooldown_seconds, c)
-        taken, lock = self.store.acquire_lock(
-            c.instance_id,
-            owner=clicker,
-            channel=channel,
-            thread_ts=thread_ts,
-            correlation_id=c.nonce,
-            ttl_seconds=self._lock_ttl,
-        )
+        try:
+            taken, lock = self.store.acquire_lock(
+                c.instance_id,
+                owner=clicker,
+                channel=channel,
+                thread_ts=thread_ts,
+                correlation_id=c.nonce,
+                ttl_seconds=self._lock_ttl,
+            )
+        except Exception:  # no answer is not "not taken": it may have been, and must not stay for its whole TTL
+            self._release(c.instance_id, c.nonce)  # by this confirmation's ID: never another's lock
+            raise
         if not taken:
             self._record("refused", outcome="refused", detail=f"in flight ({lock.correlation_id})", **audit)
             return BusyOnConfirm(c, lock)
