@@ -16,12 +16,12 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from bot.config import Settings
 from bot.core.confirmation import ConfirmationSigner
+from bot.core.contract import Store
 from bot.core.fleet import Fleet
 from bot.core.follow import Follower
 from bot.core.outbox import Outbox
 from bot.core.policy import AccessPolicy
 from bot.core.reboots import RebootService
-from bot.core.store import StateStore
 from bot.core.stores import open_store
 from bot.dbss import build_fleet
 from bot.health import Readiness, ops_app
@@ -52,7 +52,7 @@ class Bot:
     acks_first: AcksFirst
     urgent: ThreadPoolExecutor
     reboots: ThreadPoolExecutor
-    store: StateStore
+    store: Store
     follower: Follower
     outbox: Outbox
     deliverer: Deliverer
