@@ -11,6 +11,8 @@ reported. The schema carries its version in `schema_version`, migrated under a t
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 import socket
 import threading
 import time
@@ -106,8 +108,10 @@ class PostgresStore(SqlStore):
         self._conn: psycopg.Connection[Any] | None = None
         self._lease = lease_seconds
         self._outbox_lease = outbox_lease_seconds
+        # The name in the trail is stable across restarts (a restarted replica reports its own interrupted reboots at
+        # once); the name that holds leases is this process's own, so two processes never share a lease.
         self.audit_name = name or socket.gethostname()
-        self.replica = self.audit_name
+        self.replica = f"{self.audit_name}:{os.getpid()}:{secrets.token_hex(3)}"
         self.schema_version = self._migrate()
 
     def _connection(self) -> psycopg.Connection[Any]:
