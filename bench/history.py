@@ -363,29 +363,32 @@ class HistoryBench:
             env = bot_env(dbss, slack, state, BOT_POLL_INTERVAL_SECONDS="0.05", BOT_COOLDOWN_SECONDS="0")
             bot = BotProcess(env, directory)
             done = [0]
+            commands = [0]
             lock = threading.Lock()
-            stop_at = [checkpoints[0]]
-            go = threading.Event()
-            go.set()
+            failures: list[BaseException] = []
 
             def lane(n: int, iid: str) -> None:
                 channel = f"CLANE{n:02d}"
-                while True:
-                    go.wait()
-                    with lock:
-                        if done[0] >= checkpoints[-1]:
-                            return
-                    card = None
-                    while card is None:  # the lock of the previous reboot may be released a moment after its end
-                        bot.post(command_body(slack, iid).replace("CINCIDENT", channel))
-                        card = slack.next_card(channel, timeout=0.5)
-                    bot.post(confirm_body(slack, card).replace("CINCIDENT", channel))
-                    if not slack.wait_end(channel, timeout=30):
-                        raise TimeoutError(f"no end of the follow-up in {channel}")
-                    with lock:
-                        done[0] += 1
-                        if done[0] >= stop_at[0]:
-                            go.clear()
+                try:
+                    while True:
+                        with lock:
+                            if done[0] >= checkpoints[-1]:
+                                return
+                        card = None
+                        while card is None:  # refused only if the previous reboot's lock outlived its end message
+                            slack.forget_cards(channel)
+                            bot.post(command_body(slack, iid).replace("CINCIDENT", channel))
+                            with lock:
+                                commands[0] += 1
+                            card = slack.next_card(channel, timeout=10.0)
+                        bot.post(confirm_body(slack, card).replace("CINCIDENT", channel))
+                        if not slack.wait_end(channel, timeout=30):
+                            raise TimeoutError(f"no end of the follow-up in {channel}")
+                        with lock:
+                            done[0] += 1
+                except BaseException as err:
+                    failures.append(err)
+                    raise
 
             threads = [threading.Thread(target=lane, args=(n, iid), daemon=True) for n, iid in enumerate(ids)]
             started = time.monotonic()
@@ -393,20 +396,23 @@ class HistoryBench:
                 t.start()
             measured: list[tuple[int, int, int]] = []
             for checkpoint in checkpoints:
-                stop_at[0] = checkpoint
-                wait(lambda: not go.is_set() or done[0] >= checkpoints[-1], timeout=3600)
-                time.sleep(1.5)  # the last follow-ups end, their messages are sent
+                # Measured as the lanes go on (at most one reboot per lane in flight), except after the last one.
+                wait(lambda checkpoint=checkpoint: done[0] >= checkpoint or bool(failures), timeout=3600)
+                if failures:
+                    raise RuntimeError("a lane failed") from failures[0]
+                if checkpoint == checkpoints[-1]:
+                    for t in threads:
+                        t.join(timeout=60)
+                    time.sleep(1.5)  # the last follow-ups' messages are sent
                 _, worker = rss_pair(bot.proc.pid)
                 measured.append((done[0], worker, state.stat().st_size))
-                go.set()
-            for t in threads:
-                t.join(timeout=60)
             took = time.monotonic() - started
             bot.terminate()
         (first, rss1, size1), (last, rss2, size2) = measured[0], measured[-1]
         self.row(
             f"bot RSS after {first:,} and {last:,} complete reboots ({lanes} at a time)",
-            f"{rss1 / 1024:.1f} MB, {rss2 / 1024:.1f} MB (growth {(rss2 - rss1) / 1024:+.1f} MB); {took:.0f} s",
+            f"{rss1 / 1024:.1f} MB, {rss2 / 1024:.1f} MB (growth {(rss2 - rss1) / 1024:+.1f} MB); "
+            f"{commands[0]:,} commands in {took:.0f} s",
             "growth < 5 MB",
         )
         self.row(
@@ -528,6 +534,10 @@ class CardSlack(FakeSlack):
                 self._ends[channel] -= 1
                 return True
         return False
+
+    def forget_cards(self, channel: str) -> None:
+        with self._posted:
+            self._cards.pop(channel, None)
 
     def next_card(self, channel: str, timeout: float) -> Any:
         with self._posted:

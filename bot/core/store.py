@@ -16,32 +16,33 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bot.core.contract import (
-    AUDIT_FIELDS as AUDIT_FIELDS,
-)
-from bot.core.contract import (
-    FOLLOWUP_FIELDS as FOLLOWUP_FIELDS,
-)
-from bot.core.contract import (
-    AuditEntry as AuditEntry,
-)
-from bot.core.contract import (
-    FollowUp as FollowUp,
-)
-from bot.core.contract import (
-    Lock as Lock,
-)
-from bot.core.contract import (
+    AUDIT_FIELDS,
+    FOLLOWUP_FIELDS,
+    AuditEntry,
+    FollowUp,
+    Lock,
     StateUnavailable,
     StoreSize,
-)
-from bot.core.contract import (
-    check_followup_updates as check_followup_updates,
+    check_followup_updates,
 )
 from bot.core.sql import ENTRY_COLUMNS, PAGE, Db, SqlStore
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PAGE", "AuditEntry", "FollowUp", "Lock", "StateStore", "StateUnavailable", "check_followup_updates"]
+# What other modules import from here since before the contract had a module of its own.
+__all__ = [
+    "AUDIT_FIELDS",
+    "FOLLOWUP_FIELDS",
+    "PAGE",
+    "SCHEMA_0",
+    "SCHEMA_VERSION",
+    "AuditEntry",
+    "FollowUp",
+    "Lock",
+    "StateStore",
+    "StateUnavailable",
+    "check_followup_updates",
+]
 
 # The schema of every version up to main ff24a36 (user_version 0); later versions are MIGRATIONS' steps.
 SCHEMA_0 = """
