@@ -12,7 +12,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -197,14 +197,9 @@ def _postgres(request: pytest.FixtureRequest, directory: Path) -> Iterator[Backe
         server.admin(f"DROP DATABASE {backend.database} WITH (FORCE)")
 
 
-Opener = Any  # (request, directory) -> a context manager of a Backend
+# Each opens its backend for one test: (request, directory) -> a context manager of a Backend.
 BACKENDS: list[Any] = [
     pytest.param(_sqlite, id="sqlite"),
     pytest.param(_redis, id="redis"),
     pytest.param(_postgres, id="postgresql"),
 ]
-
-
-def opened(opener: Any, request: pytest.FixtureRequest, directory: Path) -> AbstractContextManager[Backend]:
-    result: AbstractContextManager[Backend] = opener(request, directory)
-    return result
