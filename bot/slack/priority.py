@@ -63,7 +63,9 @@ class AcksFirst(Middleware):
                 raise RuntimeError("closed: no new work")
             self._held.append((time.monotonic(), job))
             if len(self._held) == 1:  # the releaser sleeps until there is something to release
-                self._changed.notify()
+                # notify_all: wait_quiet's callers wait on this condition too, and notify() wakes whichever waited
+                # first; woken in the releaser's place, the releaser slept on and no later job woke it.
+                self._changed.notify_all()
 
     def wait_quiet(self, max_wait: float) -> None:
         """Block until no request has been in dispatch for `quiet` seconds, or `max_wait` has passed (for other
