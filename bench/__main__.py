@@ -596,6 +596,11 @@ def write(out: Path, table: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["history"]:  # `python -m bench history`: what a year of history costs (bench/history.py)
+        from bench.history import main as history
+
+        return history(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="a seconds-long version (used by the tests)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")

@@ -92,7 +92,10 @@ def run(
     instance_id: str | None,
     fmt: Format,
 ) -> int:
-    """Export the shared trail (Redis when REDIS_URL is set, else the SQLite file at BOT_STATE_PATH)."""
+    """Export the trail: PostgreSQL's with DATABASE_URL, the shared one in Redis with REDIS_URL, else the SQLite
+    file at BOT_STATE_PATH."""
+    if settings.database_url is not None:
+        return _from_postgres(settings.database_url.get_secret_value(), out, err, since, instance_id, fmt)
     if settings.redis_url is not None:
         url = settings.redis_url.get_secret_value()
         client = redis_client(url, timeout_seconds=10)
@@ -123,6 +126,23 @@ def run(
         return 1
     finally:
         store.close()
+    return 0
+
+
+def _from_postgres(
+    url: str, out: TextIO, err: TextIO, since: float | None, instance_id: str | None, fmt: Format
+) -> int:
+    from bot.core.postgres_state import PostgresStore
+
+    try:
+        store = PostgresStore(url)
+        try:
+            write(store.entries(since=since, instance_id=instance_id), out, fmt)
+        finally:
+            store.close()
+    except StateUnavailable as error:
+        err.write(f"Cannot read the audit trail at {redacted(url)}: {str(error).replace(url, redacted(url))}\n")
+        return 1
     return 0
 
 

@@ -285,6 +285,59 @@ def check_redis(settings: Settings) -> Result | None:
     return Result("Redis", True, f"{where} answers PING; shared state: {', '.join(found)}")
 
 
+def check_postgres(settings: Settings) -> Result | None:
+    """With DATABASE_URL: connect, bring the schema up to date (as the bot's first start would), a test write."""
+    if settings.database_url is None:
+        return None
+    url = settings.database_url.get_secret_value()
+    parts = urlsplit(url)
+    where = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))  # no password
+    try:
+        from bot.core.postgres_state import PostgresStore
+
+        store = PostgresStore(url)
+        try:
+            store.heartbeat()
+            version = store.schema_version
+        finally:
+            store.close()
+    except Exception as err:  # the bot could not keep its single-use guarantee there
+        return Result(
+            "PostgreSQL",
+            False,
+            f"{where}: {err.__cause__ or err}".replace(url, where),
+            "Check DATABASE_URL (host, port, user, password, database; ?sslmode=require for TLS) and that the user "
+            "may create tables in it.",
+        )
+    return Result("PostgreSQL", True, f"{where} answers; a test write succeeded; schema version {version}")
+
+
+def check_size(settings: Settings) -> Result:
+    """How much state the store holds, each number read in constant time (no count of the trail)."""
+    from bot.core.stores import open_store
+
+    try:
+        store = open_store(settings)
+        try:
+            size = store.size()
+        finally:
+            store.close()
+    except Exception as err:
+        return Result("State size", False, f"cannot be read: {type(err).__name__}", "See the store's line above.")
+    since = f" since {datetime.fromtimestamp(size.oldest_entry, UTC):%Y-%m-%d}" if size.oldest_entry is not None else ""
+    entries = "" if size.audit_entries is None else f"{size.audit_entries} audit entries{since}, "
+    detail = f"{size.backend}: {entries}{_plural(size.pending_outbox, 'message')} waiting to be sent"
+    warning = any("evicts keys" in note for note in size.notes)
+    return Result(
+        "State size",
+        not warning,
+        detail + "".join(f"; {note}" for note in size.notes),
+        "CONFIG SET maxmemory-policy noeviction (or your provider's parameter group): with eviction, Redis may "
+        "forget a used confirmation.",
+        warning=warning,
+    )
+
+
 def check_policy(settings: Settings) -> Result:
     if not settings.bot_allowed_users:
         return Result(
@@ -306,6 +359,8 @@ CHECKS: list[Callable[[Settings], Result | list[Result] | None]] = [
     check_dbss,
     check_state,
     check_redis,
+    check_postgres,
+    check_size,
     check_policy,
 ]
 

@@ -142,6 +142,17 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     redis_url: SecretStr | None = None
+    # postgresql://user:password@host:5432/dbname: the shared state in PostgreSQL instead of Redis.
+    database_url: SecretStr | None = None
+    # Days the audit trail is kept (0: for good); older entries are trimmed in the background, a batch at a time.
+    bot_audit_retention_days: int = Field(default=400, ge=0, le=36500)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a URL starting with postgresql://")
+        return value
 
     @field_validator("bot_allowed_users", "bot_allowed_channels", mode="before")
     @classmethod
@@ -396,6 +407,8 @@ _EXPECTED = {
     "log_level": "DEBUG, INFO, WARNING or ERROR",
     "dbss_metadata_credentials": "true or false",
     "redis_url": "a URL such as redis://host:6379/0",
+    "database_url": "a URL such as postgresql://bot:password@db:5432/dbss_bot",
+    "bot_audit_retention_days": "days, 0 (keep everything) to 36500",
 }
 
 
@@ -463,6 +476,7 @@ class StateSettings(BaseSettings):
 
     bot_state_path: str = DEFAULT_STATE_PATH
     redis_url: SecretStr | None = None
+    database_url: SecretStr | None = None
 
 
 def load_state_settings() -> StateSettings:

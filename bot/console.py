@@ -28,6 +28,7 @@ from bot.core.commands import (
     by_name,
     parse,
 )
+from bot.core.contract import FollowUp, Store
 from bot.core.follow import Ending, Follower, Progress
 from bot.core.outbox import OutboxMessage
 from bot.core.reboots import (
@@ -42,7 +43,6 @@ from bot.core.reboots import (
     Refused,
     new_correlation_id,
 )
-from bot.core.store import FollowUp, StateStore
 from bot.dbss.errors import DbssError
 from bot.slack import messages
 
@@ -133,7 +133,7 @@ class ForegroundFollowUps:
     (and post to a channel that does not exist), and the console's follower never sees the bot's. The ending's audit
     entry and the lock's release go to the shared store. A console stopped mid-follow leaves the lock to expire."""
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
         self._active: dict[str, FollowUp] = {}
 

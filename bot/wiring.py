@@ -16,12 +16,13 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from bot.config import Settings
 from bot.core.confirmation import ConfirmationSigner
+from bot.core.contract import Store
 from bot.core.fleet import Fleet
 from bot.core.follow import Follower
 from bot.core.outbox import Outbox
 from bot.core.policy import AccessPolicy
 from bot.core.reboots import RebootService
-from bot.core.store import StateStore
+from bot.core.retention import Retention
 from bot.core.stores import open_store
 from bot.dbss import build_fleet
 from bot.health import Readiness, ops_app
@@ -52,7 +53,7 @@ class Bot:
     acks_first: AcksFirst
     urgent: ThreadPoolExecutor
     reboots: ThreadPoolExecutor
-    store: StateStore
+    store: Store
     follower: Follower
     outbox: Outbox
     deliverer: Deliverer
@@ -60,6 +61,7 @@ class Bot:
     dbss_timeout: float
     metrics: Metrics
     readiness: Readiness
+    retention: Retention | None = None
 
     def ops(self) -> WSGIApplication:
         """/healthz, /readyz and /metrics, as a WSGI application."""
@@ -71,6 +73,8 @@ class Bot:
         The deliverer stops last, so what the work in hand had to say is sent; anything Slack still refuses
         stays in the outbox for the next start (or another replica)."""
         self.follower.stop()
+        if self.retention is not None:
+            self.retention.stop()
         self.listing.wait_idle(timeout=self.dbss_timeout + 1)  # cards waiting for it are handed on, not dropped
         self.acks_first.close()  # held jobs go to the pool, which finishes them before it stops
         self.urgent.shutdown(wait=wait)
@@ -193,8 +197,15 @@ def build(
     )
     work.submit(report_interrupted, service, outbox)
     deliverer.start()
+    retention = Retention(
+        store,
+        audit_retention_days=settings.bot_audit_retention_days,
+        # Each batch waits for a quiet moment between requests (at most 2 s), as follow-up ticks do.
+        gate=partial(acks_first.wait_quiet, 2.0),
+    )
     if follow:
         follower.start()
+        retention.start()
     return Bot(
         app=app,
         service=service,
@@ -210,6 +221,7 @@ def build(
         dbss_timeout=settings.dbss_timeout_seconds,
         metrics=metrics,
         readiness=readiness,
+        retention=retention if follow else None,
     )
 
 

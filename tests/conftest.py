@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import redis
 
 if TYPE_CHECKING:
     from tests.harness import Harness
+    from tests.stores import PostgresServer
 
 from tests.fakes.dbss import FakeDbss
 from tests.fakes.slack import FakeSlack
@@ -115,3 +117,19 @@ def _pings(client: redis.Redis) -> bool:
         return bool(client.ping())
     except redis.RedisError:
         return False
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server on loopback for the whole session; skipped (with the reason) where none is
+    installed. CI installs Debian's package (.ci/run), so there these tests run."""
+    from tests.stores import PostgresServer, postgres_available
+
+    reason = postgres_available()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    server = PostgresServer()
+    yield server
+    server.stop()

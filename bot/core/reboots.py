@@ -12,9 +12,9 @@ from typing import Literal, Protocol
 
 from bot.config import Target
 from bot.core.confirmation import Confirmation, ConfirmationSigner, InvalidToken
+from bot.core.contract import AuditEntry, FollowUp, Lock, StateUnavailable, Store
 from bot.core.outbox import Outbox, OutboxMessage
 from bot.core.policy import AccessPolicy
-from bot.core.store import AuditEntry, FollowUp, Lock, StateStore, StateUnavailable
 from bot.dbss.client import RebootAccepted
 from bot.dbss.errors import DbssApiError, DbssError, DbssNotSent
 from bot.dbss.models import Instance
@@ -234,7 +234,7 @@ class RebootService:
         *,
         dbss: Dbss,
         project_id: str,
-        store: StateStore,
+        store: Store,
         policy: AccessPolicy,
         signer: ConfirmationSigner,
         confirm_ttl_seconds: int,

@@ -6,10 +6,15 @@ through a lease it renews on every tick; when a replica dies its leases lapse an
 follow-ups over. The outbox works the same way: one replica at a time delivers a thread's messages (in order),
 under a lease per thread, and a dead replica's pending messages are delivered by another.
 
-The audit trail is one Redis Stream (`dbss-bot:audit`), appended to by every replica and never trimmed, so
-history, cooldowns, status and start-up recovery read the same trail everywhere. Each replica also keeps a
+The audit trail is one Redis Stream (`dbss-bot:audit`), appended to by every replica and trimmed only past
+BOT_AUDIT_RETENTION_DAYS (XTRIM MINID, a batch at a time). Beside each entry, in the same MULTI, go the records the
+decisions of bot/core/contract.py read instead of the trail: the instance's last reboot, the latest results (for
+`history`), and the set of reboots whose outcome is not told yet (start-up recovery). Each replica also keeps a
 copy of the entries it wrote in its own SQLite file (BOT_STATE_PATH), which `python -m bot audit` can export
 on its own if the shared trail is ever lost (a Redis without persistence that restarted).
+
+Keys carry a schema version (`dbss-bot:schema`): a Redis written by an earlier version is brought up to date at
+start-up (SCHEMA_VERSION, `_migrate`).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import logging
 import os
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -30,35 +36,51 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from bot.core.outbox import OutboxMessage, State
-from bot.core.store import (
-    COOLDOWN_FIELDS,
+from bot.core.contract import (
+    CLOCK_SKEW_SECONDS,
+    ORPHAN_SECONDS,
+    OUTBOX_SECONDS,
+    RECOVERY_CLAIM_SECONDS,
+    RECOVERY_WINDOW_SECONDS,
+    TRIM_BATCH,
+    USED_CONFIRMATION_SECONDS,
     AuditEntry,
     FollowUp,
     Lock,
-    StateStore,
     StateUnavailable,
+    StoreSize,
     check_followup_updates,
+    opens_recovery,
+    outcome_key,
+    recoverable,
+    settles_recovery,
+    starts_cooldown,
 )
+from bot.core.outbox import OutboxMessage, State
+from bot.core.store import AUDIT_FIELDS, StateStore
 
 log = logging.getLogger(__name__)
 
+__all__ = ["CLOCK_SKEW_SECONDS", "ORPHAN_SECONDS", "PREFIX", "RedisBackedStore", "SharedTrail"]
+
 AUDIT_STREAM = "audit"
 AUDIT_PAGE = 500
-# Start-up recovery looks this far back: as long as the outbox remembers that an outcome was told (OUTBOX_SECONDS).
-RECOVERY_WINDOW_SECONDS = 7 * 24 * 3600
-# Another replica's reboot with no result this old is orphaned (that replica died and did not come back): far
-# longer than any DBSS call can be in flight (DBSS_TIMEOUT_SECONDS <= 120 s a request, an IAM login at most first).
-ORPHAN_SECONDS = 15 * 60
-RECOVERY_CLAIM_SECONDS = 10 * 60
-CLOCK_SKEW_SECONDS = 300
 PREFIX = "dbss-bot:"  # every key of the shared state starts with this
-USED_CONFIRMATION_SECONDS = 7 * 24 * 3600  # far beyond any token's expiry (BOT_CONFIRM_TTL_SECONDS <= 3600)
+# Version 1: the last reboot of each instance kept for good (`v1:last-reboot:<id>`), the latest results
+# (`v1:reboots`, `v1:reboots:<id>`), the unsettled reboots (`v1:unsettled`); finished follow-ups deleted.
+SCHEMA_VERSION = 1
+# The cooldown record replicas of version 0 read (`last-reboot:<id>`, a week), still written for a rolling upgrade,
+# with the fields AuditEntry had before `region`, which those replicas read as keyword arguments.
 LAST_REBOOT_SECONDS = 7 * 24 * 3600
+COOLDOWN_FIELDS = AUDIT_FIELDS[:-1]
+RESULTS_KEPT = 100  # the latest results kept for `history` (it shows 10)
 
 # Compare-and-delete and compare-and-extend: only the holder may release or extend its lock.
 RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-EXTEND = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIREAT', KEYS[1], ARGV[2]) end return 0"
+EXTEND = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('SET', KEYS[1], ARGV[3], 'PXAT', ARGV[2]) end "
+    "return 0"
+)
 # Take a follow-up's lease if free, or renew it if it is ours.
 LEASE = (
     "local owner = redis.call('GET', KEYS[1]) "
@@ -95,7 +117,6 @@ OUTBOX_COALESCE = (
     "local changes = cjson.decode(ARGV[1]) m['text'] = changes['text'] m['blocks'] = changes['blocks'] "
     "m['version'] = m['version'] + 1 redis.call('SET', KEYS[1], cjson.encode(m), 'KEEPTTL') return 1"
 )
-OUTBOX_SECONDS = 7 * 24 * 3600
 
 
 def redis_client(url: str, *, timeout_seconds: float = 5) -> redis.Redis:
@@ -127,7 +148,7 @@ def _redis_errors() -> Iterator[None]:
 
 class SharedTrail:
     """The audit trail every replica appends to and reads: a Redis Stream, in the order Redis received the
-    entries. Never trimmed (a compliance record; an entry is a few hundred bytes)."""
+    entries. Trimmed only past BOT_AUDIT_RETENTION_DAYS (a compliance record; an entry is a few hundred bytes)."""
 
     def __init__(self, client: redis.Redis, key: str) -> None:
         self._redis = client
@@ -159,9 +180,30 @@ class SharedTrail:
         with _redis_errors():
             return int(self._redis.xlen(self.key))
 
+    def trim(self, before: float, batch: int) -> int:
+        """Delete up to `batch` of the oldest entries received before `before` (exact XTRIM MINID up to the last
+        one of the batch, so one call never deletes more than a batch)."""
+        with _redis_errors():
+            page = cast(
+                list[tuple[bytes, Any]],
+                self._redis.xrange(self.key, min="-", max=f"({int(before * 1000)}-0", count=batch),
+            )
+            if not page:
+                return 0
+            ms, _, seq = _text(page[-1][0]).partition("-")
+            return int(self._redis.xtrim(self.key, minid=f"{ms}-{int(seq) + 1}", approximate=False))
+
+    def oldest(self) -> float | None:
+        with _redis_errors():
+            page = cast(list[tuple[bytes, Any]], self._redis.xrange(self.key, min="-", max="+", count=1))
+        return int(_text(page[0][0]).partition("-")[0]) / 1000 if page else None
+
 
 class RedisBackedStore(StateStore):
     """The SQLite store for the local audit trail, with the shared state in Redis."""
+
+    backend = "redis"
+    shared = True
 
     def __init__(
         self,
@@ -188,6 +230,51 @@ class RedisBackedStore(StateStore):
         self.trail = SharedTrail(client, self.key(AUDIT_STREAM))
         with self._shared():
             client.ping()
+        self._migrate_shared()
+
+    def _migrate_shared(self) -> None:
+        """Bring the shared keys to SCHEMA_VERSION. From version 0 (no `schema` key, a trail that is not empty):
+        the unsettled reboots and latest results of the recovery window are rebuilt from that part of the trail,
+        the cooldown records are copied, finished follow-ups are deleted; then, in the background, the last
+        reboot of each instance older than that is found in the rest of the trail (once, for `status`)."""
+        schema = self.key("schema")
+        with self._shared():
+            version = self._redis.get(schema)
+            if version is not None:
+                if int(version) > SCHEMA_VERSION:
+                    raise StateUnavailable(
+                        f"shared state (Redis): schema version {int(version)} is newer than this bot's {SCHEMA_VERSION}"
+                    )
+                return
+            if not self._redis.exists(self.trail.key):
+                self._redis.set(schema, SCHEMA_VERSION, nx=True)
+                return
+            if not self._redis.set(self.key("migrating"), self.replica, nx=True, ex=600):
+                return  # another replica is migrating: its records are written the same way as ours
+            now = self._clock()
+            pipe = self._redis.pipeline(transaction=False)
+            for entry in self.trail.entries(since=now - RECOVERY_WINDOW_SECONDS - CLOCK_SKEW_SECONDS):
+                self._append_records(pipe, entry)
+            for raw in self._redis.scan_iter(match=self.key("last-reboot", "*"), count=500):
+                value = self._redis.get(raw)
+                if value:
+                    instance_id = _text(raw)[len(self.key("last-reboot", "")) :]
+                    pipe.set(self.key("v1", "last-reboot", instance_id), value, nx=True)
+            active = {_text(m) for m in self._redis.smembers(self.key("followups"))}
+            for raw in self._redis.scan_iter(match=self.key("followup", "*"), count=500):
+                if _text(raw)[len(self.key("followup", "")) :] not in active:
+                    pipe.delete(raw)
+            pipe.set(schema, SCHEMA_VERSION)
+            pipe.execute()
+        threading.Thread(target=self._backfill_last_reboots, name="redis-migration", daemon=True).start()
+
+    def _backfill_last_reboots(self) -> None:
+        try:
+            for entry in self.trail.entries(newest_first=True):
+                if starts_cooldown(entry.event, entry.outcome) and entry.instance_id:
+                    self._redis.set(self.key("v1", "last-reboot", entry.instance_id), _dump_entry(entry), nx=True)
+        except Exception:
+            log.warning("could not finish finding the last reboots in the shared trail", exc_info=True)
 
     def _audit_name(self) -> str:
         with self._transaction() as db:
@@ -281,7 +368,14 @@ class RedisBackedStore(StateStore):
         if held is None or held.correlation_id != correlation_id:
             return
         with self._shared():
-            self._redis.eval(EXTEND, 1, self.key("lock", instance_id), _dump(held), int(until * 1000))
+            self._redis.eval(
+                EXTEND,
+                1,
+                self.key("lock", instance_id),
+                _dump(held),
+                int(until * 1000),
+                _dump(replace(held, expires_at=until)),
+            )
 
     # --- the audit trail, and cooldowns -----------------------------------------------------------------
 
@@ -298,7 +392,8 @@ class RedisBackedStore(StateStore):
         with self._shared():
             pipe = self._redis.pipeline(transaction=True)
             self.trail.append(pipe, entry)
-            if event == "reboot_result" and entry.outcome in ("accepted", "unknown") and entry.instance_id:
+            self._append_records(pipe, entry)
+            if starts_cooldown(entry.event, entry.outcome) and entry.instance_id:
                 # The fields AuditEntry had before `replica` and `region`, so replicas of earlier versions read it too.
                 cooldown = json.dumps({name: getattr(entry, name) for name in COOLDOWN_FIELDS})
                 pipe.set(self.key("last-reboot", entry.instance_id), cooldown, ex=LAST_REBOOT_SECONDS)
@@ -312,31 +407,36 @@ class RedisBackedStore(StateStore):
                 extra={"event": event, "correlation_id": entry.correlation_id},
             )
 
-    # --- reading the shared audit trail -----------------------------------------------------------------
+    def _append_records(self, pipe: redis.client.Pipeline, entry: AuditEntry) -> None:
+        """What the decisions keep beside an entry: the last reboot, the latest results, the unsettled reboots."""
+        if starts_cooldown(entry.event, entry.outcome) and entry.instance_id:
+            pipe.set(self.key("v1", "last-reboot", entry.instance_id), _dump_entry(entry))
+        if entry.event == "reboot_result":
+            for key in (self.key("v1", "reboots"), self.key("v1", "reboots", entry.instance_id or "")):
+                pipe.lpush(key, _dump_entry(entry))
+                pipe.ltrim(key, 0, RESULTS_KEPT - 1)
+        if entry.correlation_id:
+            if opens_recovery(entry.event):
+                pipe.hset(self.key("v1", "unsettled"), entry.correlation_id, _dump_entry(entry))
+            elif settles_recovery(entry.event):
+                pipe.hdel(self.key("v1", "unsettled"), entry.correlation_id)
+
+    # --- reading what the trail's records keep ----------------------------------------------------------
 
     def reboots(self, *, instance_id: str | None = None, limit: int = 10) -> list[AuditEntry]:
-        found: list[AuditEntry] = []
-        for e in self.trail.entries(newest_first=True):
-            if e.event == "reboot_result" and (instance_id is None or e.instance_id == instance_id):
-                found.append(e)
-                if len(found) >= limit:
-                    break
-        return found
+        key = self.key("v1", "reboots") if instance_id is None else self.key("v1", "reboots", instance_id)
+        with self._shared():
+            raws = cast(list[bytes], self._redis.lrange(key, 0, limit - 1))
+        return [_load_entry(raw) for raw in raws]
 
     def last_reboot(self, instance_id: str) -> AuditEntry | None:
-        """The cooldown key (kept a week, far beyond any cooldown), else the trail itself (for `status`)."""
+        """The instance's last-reboot record (kept for good), else a cooldown key a replica of version 0 wrote."""
         with self._shared():
+            raw = self._redis.get(self.key("v1", "last-reboot", instance_id))
+            if raw:
+                return _load_entry(raw)
             raw = self._redis.get(self.key("last-reboot", instance_id))
-        if raw:
-            return AuditEntry(**json.loads(raw))
-        return next(
-            (
-                e
-                for e in self.trail.entries(newest_first=True)
-                if e.event == "reboot_result" and e.instance_id == instance_id and e.outcome in ("accepted", "unknown")
-            ),
-            None,
-        )
+        return AuditEntry(**json.loads(raw)) if raw else None
 
     def audit(self, *, instance_id: str | None = None, limit: int = 1000) -> list[AuditEntry]:
         found: list[AuditEntry] = []
@@ -357,38 +457,60 @@ class RedisBackedStore(StateStore):
         )
 
     def interrupted(self) -> list[AuditEntry]:
-        """Reboots of the last week whose outcome never reached a person, read from the shared trail: this
-        replica's own (an earlier start with the same state file), and another replica's once it is
-        ORPHAN_SECONDS old (that replica died and did not come back; before then its call may be in flight).
-        Each is claimed in Redis before it is returned, so replicas starting together report it once."""
+        """Reboots whose outcome never reached a person (the unsettled set, not the trail): this replica's own (an
+        earlier start with the same state file), and another replica's once it is ORPHAN_SECONDS old (that
+        replica died and did not come back; before then its call may be in flight). Each is claimed in Redis
+        before it is returned, so replicas starting together report it once."""
         now = self._clock()
-        intents: dict[str, AuditEntry] = {}
-        results: dict[str, AuditEntry] = {}
-        reported: set[str] = set()
-        for e in self.trail.entries(since=now - RECOVERY_WINDOW_SECONDS):
-            if not e.correlation_id:
-                continue
-            if e.event == "reboot_intent":
-                intents.setdefault(e.correlation_id, e)
-            elif e.event == "reboot_result":
-                results.setdefault(e.correlation_id, e)
-            elif e.event == "outcome_reported":
-                reported.add(e.correlation_id)
-        unsettled = [e for cid, e in intents.items() if cid not in results and cid not in reported]
-        unsettled += [e for cid, e in results.items() if cid not in reported]
-        ours = sorted(
-            (e for e in unsettled if e.replica == self.audit_name or now - e.at >= ORPHAN_SECONDS), key=lambda e: e.at
-        )
+        with self._shared():
+            raws = cast(dict[bytes, bytes], self._redis.hgetall(self.key("v1", "unsettled")))
+        unsettled = [_load_entry(raw) for raw in raws.values()]
+        ours = sorted((e for e in unsettled if recoverable(e, me=self.audit_name, now=now)), key=lambda e: e.at)
         if not ours:
             return []
         found: list[AuditEntry] = []
         with self._shared():
-            told = self._redis.mget([self.key("outbox-key", f"{e.correlation_id}:outcome") for e in ours])
+            told = self._redis.mget([self.key("outbox-key", outcome_key(e.correlation_id)) for e in ours])
             for e, said in zip(ours, told, strict=True):
                 claim = self.key("recovering", str(e.correlation_id))
                 if not said and self._redis.set(claim, self.replica, nx=True, ex=RECOVERY_CLAIM_SECONDS):
                     found.append(e)
         return found
+
+    # --- retention and size -----------------------------------------------------------------------------
+
+    def generation(self) -> str:
+        with self._shared():
+            self._redis.set(self.key("generation"), secrets.token_hex(16), nx=True)
+            value = self._redis.get(self.key("generation"))
+        return _text(cast(bytes, value))
+
+    def trim(self, now: float, *, audit_retention_days: int, batch: int = TRIM_BATCH) -> int:
+        """This replica's copy is trimmed as the SQLite store is; in Redis, claims, messages and follow-up
+        outcomes expire by themselves (TTL): what is left is the trail past its retention, and unsettled reboots
+        past the recovery window."""
+        deleted = super().trim(now, audit_retention_days=audit_retention_days, batch=batch)
+        with self._shared():
+            raws = cast(dict[bytes, bytes], self._redis.hgetall(self.key("v1", "unsettled")))
+            stale = [cid for cid, raw in raws.items() if now - _load_entry(raw).at > RECOVERY_WINDOW_SECONDS]
+            if stale:
+                deleted += int(self._redis.hdel(self.key("v1", "unsettled"), *stale))
+        if audit_retention_days > 0:
+            deleted += self.trail.trim(now - audit_retention_days * 86400.0, batch)
+        return deleted
+
+    def size(self) -> StoreSize:
+        """XLEN, the first entry's ID, ZCARD of the pending set, INFO memory: each O(1)."""
+        with self._shared():
+            entries = len(self.trail)
+            pending = int(self._redis.zcard(self.key("outbox-pending")))
+            memory = self._redis.info("memory")
+        oldest = self.trail.oldest()
+        policy = str(memory.get("maxmemory_policy", "unknown"))
+        notes = [f"Redis memory {memory.get('used_memory_human', '?')}", f"maxmemory-policy {policy}"]
+        if policy != "noeviction":
+            notes.append("maxmemory-policy evicts keys: used confirmations could be forgotten; set noeviction")
+        return StoreSize(self.backend, entries, oldest, pending, tuple(notes))
 
     # --- follow-ups -------------------------------------------------------------------------------------
 
@@ -432,7 +554,7 @@ class RedisBackedStore(StateStore):
             if not self._redis.srem(self.key("followups"), correlation_id):
                 return False
             self._redis.set(self.key("followup-outcome", correlation_id), outcome, ex=LAST_REBOOT_SECONDS)
-            self._redis.delete(self.key("followup-owner", correlation_id))
+            self._redis.delete(self.key("followup-owner", correlation_id), self.key("followup", correlation_id))
         return True
 
     def followup_outcome(self, correlation_id: str) -> str | None:
@@ -591,6 +713,14 @@ def _load_outbox(raw: bytes | str) -> OutboxMessage:
     elif fields.get("blocks") is not None and not isinstance(fields["blocks"], list):
         fields["blocks"] = None
     return OutboxMessage(**fields)
+
+
+def _dump_entry(entry: AuditEntry) -> str:
+    return json.dumps(asdict(entry))
+
+
+def _load_entry(raw: bytes | str) -> AuditEntry:
+    return AuditEntry(**json.loads(raw))
 
 
 def _text(value: bytes | str) -> str:

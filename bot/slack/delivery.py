@@ -36,6 +36,7 @@ MAX_BACKOFF_SECONDS = 60.0
 LOOKUP_SKEW_SECONDS = 600.0
 MAY_HAVE_ARRIVED = "it may have arrived, and may not have reached you"
 LOOKUP_PAGES = 50  # of 200 messages: a thread (or channel) that busy since the message was written is not plausible
+NEWEST_UPDATES_KEPT = 10_000  # messages whose newest update is remembered (a few hundred bytes each)
 # Errors that say "try again": Slack's own trouble, or a credential the operators are fixing.
 TRANSIENT = frozenset(
     {
@@ -92,7 +93,9 @@ class Deliverer:
         self._stop = threading.Event()
         self._round = threading.Lock()  # rounds never overlap: one message is never sent by two of them
         self._newest_lock = threading.Lock()
-        self._newest_update: dict[str, float] = {}  # by message ts: when the newest state sent was written
+        # By message ts: when the newest state sent was written. Bounded: the messages updated least recently are
+        # forgotten first (the outbox folds a message's pending updates into one, so an older state cannot follow).
+        self._newest_update: dict[str, float] = {}
         self._thread: threading.Thread | None = None
         self.rounds = 0
         # When the deliverer last moved (a loop came round, a message was handled; monotonic): a liveness check
@@ -293,7 +296,10 @@ class Deliverer:
                 return ts
         self._call(m, "chat_update", channel=m.channel, ts=ts, text=m.text, blocks=blocks or [])
         with self._newest_lock:
-            self._newest_update[ts] = max(self._newest_update.get(ts, 0.0), m.created_at)
+            newest = max(self._newest_update.pop(ts, 0.0), m.created_at)
+            self._newest_update[ts] = newest  # last in the dict's order: the most recently updated
+            while len(self._newest_update) > NEWEST_UPDATES_KEPT:
+                del self._newest_update[next(iter(self._newest_update))]
         return ts
 
     def _respond(self, m: OutboxMessage) -> None:
