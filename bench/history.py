@@ -521,7 +521,7 @@ class CardSlack(FakeSlack):
 
     def _chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
         answer = super()._chat_update(args)
-        if str(args.get("text", "")).startswith(":white_check_mark: Rebooted: back to"):
+        if str(args.get("text", "")).startswith(":white_check_mark:"):  # back to ACTIVE (seen rebooting or not)
             with self._posted:
                 self._ends[str(args.get("channel"))] = self._ends.get(str(args.get("channel")), 0) + 1
                 self._posted.notify_all()
