@@ -148,8 +148,9 @@ def starts_cooldown(event: str, outcome: str | None) -> bool:
 
 
 def opens_recovery(event: str) -> bool:
-    """An intent before the DBSS call, or a result: until its outcome is told, a restart must tell it."""
-    return event in ("reboot_intent", "reboot_result")
+    """A confirmed click (DBSS not called yet), an intent before the DBSS call, or a result: until its outcome is
+    told, a restart must tell it. Each replaces the one before (confirmed, then intent, then result)."""
+    return event in ("confirmed", "reboot_intent", "reboot_result")
 
 
 def settles_recovery(event: str) -> bool:

@@ -207,6 +207,7 @@ class Interrupted:
 
     entry: AuditEntry
     unknown: bool  # True: the bot stopped during the DBSS call; False: the outcome was recorded, not reported
+    not_called: bool = False  # the bot stopped after the click was confirmed, before calling DBSS: not rebooted
 
 
 OfferResult = Offer | Refused | InFlight | CoolingDown | UnknownInstance | NotRebootable
@@ -593,9 +594,23 @@ class RebootService:
             if console_user is not None and entry.user_id != console_user:
                 continue
             unknown = entry.event == "reboot_intent"
-            interrupted = Interrupted(entry, unknown)
+            interrupted = Interrupted(entry, unknown, not_called=entry.event == "confirmed")
             messages = list(announce(interrupted)) if announce is not None else []
-            if unknown:
+            if interrupted.not_called:  # no intent: DBSS was provably not called
+                self._record(
+                    "reboot_result",
+                    messages,
+                    correlation_id=entry.correlation_id,
+                    user_id=entry.user_id,
+                    instance_id=entry.instance_id,
+                    channel=entry.channel,
+                    thread_ts=entry.thread_ts,
+                    outcome="not_sent",
+                    detail=f"the {'console' if console_user else 'bot'} stopped before calling DBSS",
+                )
+                if entry.instance_id and entry.correlation_id:
+                    self._release(entry.instance_id, entry.correlation_id)
+            elif unknown:
                 self._record(
                     "reboot_result",
                     messages,

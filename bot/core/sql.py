@@ -63,7 +63,14 @@ UPSERT_LAST_REBOOT = (
 )
 SELECT_LAST_REBOOT = f"SELECT {AUDIT_COLUMNS} FROM last_reboots WHERE instance_id = ?"  # noqa: S608
 OPEN_UNSETTLED = f"INSERT INTO unsettled ({AUDIT_COLUMNS}) VALUES ({PLACES}) ON CONFLICT (correlation_id) "  # noqa: S608
-OPEN_INTENT = OPEN_UNSETTLED + "DO NOTHING"
+OPEN_CONFIRMED = OPEN_UNSETTLED + "DO NOTHING"
+# An intent replaces its confirmation, never a result (a result recorded first stands).
+OPEN_INTENT = (
+    OPEN_UNSETTLED
+    + "DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in ENTRY_COLUMNS if c != "correlation_id")
+    + " WHERE unsettled.event = 'confirmed'"
+)
 OPEN_RESULT = (
     OPEN_UNSETTLED
     + "DO UPDATE SET "
@@ -239,7 +246,8 @@ class SqlStore:
             db.execute(UPSERT_LAST_REBOOT, row)
         if entry.correlation_id:
             if opens_recovery(entry.event):
-                db.execute(OPEN_INTENT if entry.event == "reboot_intent" else OPEN_RESULT, row)
+                opening = {"confirmed": OPEN_CONFIRMED, "reboot_intent": OPEN_INTENT}.get(entry.event, OPEN_RESULT)
+                db.execute(opening, row)
             elif settles_recovery(entry.event):
                 db.execute("DELETE FROM unsettled WHERE correlation_id = ?", (entry.correlation_id,))
 

@@ -510,6 +510,8 @@ def ending_line(followup: FollowUp, ending: Ending) -> str:
 
 
 def interrupted_line(interrupted: Interrupted) -> str:
+    if interrupted.not_called:
+        return ":x: Not rebooted: the bot restarted before calling DBSS. Run the command again if it is still needed."
     if interrupted.unknown:
         return ":warning: Outcome unknown: the bot stopped while waiting for DBSS. Check the DBSS console."
     return f":information_source: DBSS answered *{escape(interrupted.entry.outcome or '?')}*; see the thread."
@@ -647,6 +649,12 @@ def interrupted_text(interrupted: Interrupted) -> str:
     """What a restarted bot tells a thread whose reboot outcome it never reported."""
     e = interrupted.entry
     iid = code(e.instance_id or "?")
+    if interrupted.not_called:
+        return (
+            f":x: *Not rebooted*: the bot restarted before calling DBSS for {iid} (ref `{e.correlation_id}`). "
+            f"Nothing was rebooted; run `/dbss-reboot {escape(e.instance_id or '<instance_id>')}` again if it is "
+            "still needed."
+        )
     if interrupted.unknown:
         return (
             f":warning: *Outcome unknown* for {iid}: the bot stopped while waiting for DBSS's answer to this reboot "

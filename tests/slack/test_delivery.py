@@ -506,3 +506,45 @@ def test_an_ending_written_with_its_audit_entry_is_sent_without_waiting_for_the_
             deliverer.stop(timeout=5)
             store.close()
     assert not deliverer.alive(), "stop woke the deliverer out of its poll"
+
+
+def test_a_reboot_confirmed_but_never_called_is_told_not_rebooted_at_the_next_start(
+    tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack
+) -> None:
+    """The bot was killed after the click was claimed and confirmed, before the DBSS call (waiting for the reboot
+    pool): at the next start the thread is told it was not rebooted and to run the command again, the card's line
+    says so, the lock is released, and DBSS is never called."""
+    from bot.core.store import StateStore
+
+    store = StateStore(tmp_path / "state.sqlite3")
+    thread_ts = "1700000000.000201"
+    taken, _ = store.acquire_lock(
+        INSTANCE_ID, owner=ALICE, channel=INCIDENTS, thread_ts=thread_ts, correlation_id="ref1", ttl_seconds=900
+    )
+    assert taken
+    store.record(
+        "confirmed",
+        correlation_id="ref1",
+        user_id=ALICE,
+        instance_id=INSTANCE_ID,
+        channel=INCIDENTS,
+        thread_ts=thread_ts,
+        outcome="confirmed",
+    )
+    store.close()
+    with fake_slack.lock:  # the card the thread hangs from
+        fake_slack.messages[(INCIDENTS, thread_ts)] = Message(INCIDENTS, thread_ts, "asks to reboot", [])
+    h = Harness(tmp_path, fake_dbss, fake_slack, **FAST)
+    try:
+        [told] = eventually(lambda: fake_slack.thread(INCIDENTS, thread_ts), what="the recovery", timeout=10)
+        assert "Not rebooted" in told.text and "restarted before calling DBSS" in told.text
+        assert f"/dbss-reboot {INSTANCE_ID}" in told.text
+        eventually(lambda: h.bot.store.current_lock(INSTANCE_ID) is None, what="the lock released")
+        [result] = [e for e in h.bot.store.audit() if e.event == "reboot_result"]
+        assert result.outcome == "not_sent" and result.correlation_id == "ref1"
+        h.restart()
+        time.sleep(0.3)
+        assert len(fake_slack.thread(INCIDENTS, thread_ts)) == 1, "told once, not again at the next start"
+        assert fake_dbss.reboot_requests() == []
+    finally:
+        h.stop()
