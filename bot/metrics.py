@@ -33,6 +33,7 @@ RefusalReason = Literal[
     "already_used",
     "expired",
     "state_unavailable",
+    "state_reset",
 ]
 COMMAND_KINDS: tuple[CommandKind, ...] = ("reboot", "picker", "help", "status", "list", "history", "invalid")
 REFUSAL_REASONS: tuple[RefusalReason, ...] = RefusalReason.__args__  # type: ignore[attr-defined]

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -106,6 +107,35 @@ def redis_busy(url: str, seconds: float) -> Iterator[None]:
         admin.close()
 
 
+class SlowAt:
+    """The bot's store, with Redis made busy (by a script from another connection) just as `method` is called: the
+    bot's command runs after its client gave up, so it took effect while the bot heard only a timeout."""
+
+    def __init__(self, store: object, url: str, method: str) -> None:
+        self._store = store
+        self._url = url
+        self._method = method
+        self._busy: list[Any] = []
+
+    def __getattr__(self, name: str) -> Any:
+        real = getattr(self._store, name)
+        if name != self._method or self._busy:
+            return real
+
+        def slowed(*args: Any, **kwargs: Any) -> Any:
+            slow = redis_busy(self._url, 1.5)
+            slow.__enter__()
+            self._busy.append(slow)
+            return real(*args, **kwargs)
+
+        return slowed
+
+    def done(self) -> None:
+        """Wait until Redis is itself again (the script has ended and everything queued behind it has run)."""
+        for slow in self._busy:
+            slow.__exit__(None, None, None)
+
+
 def test_a_claim_that_timed_out_ran_once_and_a_retrying_client_would_have_run_it_again(
     tmp_path: Path, redis_url: str
 ) -> None:
@@ -146,10 +176,13 @@ def test_a_click_whose_claim_timed_out_is_refused_and_claimed_once(
         h.command(INSTANCE_ID)
         card = h.wait_for_card()
         eventually(lambda: any(e.event == "card_posted" for e in h.bot.store.audit()), what="the card on record")
+        h.bot.store.generation()  # read before Redis is made slow: the claim is what times out here
+        slow = SlowAt(h.bot.service.store, redis_url, "claim_confirmation")
+        h.bot.service.store = slow  # type: ignore[assignment]
         with monitor(redis_url) as seen:
-            with redis_busy(redis_url, 2.0):
-                h.click("dbss_reboot_confirm", card=card)
-                text = h.wait_for_hook(count=1)
+            h.click("dbss_reboot_confirm", card=card)
+            text = h.wait_for_hook(count=1)
+            slow.done()
             eventually(lambda: seen.count(CLAIM) or None, what="the claim to run")
             time.sleep(0.3)
             assert seen.count(CLAIM) == 1
@@ -158,25 +191,6 @@ def test_a_click_whose_claim_timed_out_is_refused_and_claimed_once(
         assert fake_dbss.reboot_requests() == []
     finally:
         h.stop()
-
-
-class SlowAtLock:
-    """The bot's store, with Redis made busy (by a script from another connection) just as the lock is taken: the
-    bot's SET NX runs after its client gave up, so the lock is held while the bot heard only a timeout."""
-
-    def __init__(self, store: object, url: str) -> None:
-        self._store = store
-        self._url = url
-        self.busy: list[object] = []
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._store, name)
-
-    def acquire_lock(self, *args: object, **kwargs: object) -> object:
-        slow = redis_busy(self._url, 1.5)
-        slow.__enter__()
-        self.busy.append(slow)
-        return self._store.acquire_lock(*args, **kwargs)  # type: ignore[attr-defined]
 
 
 def test_a_lock_whose_reply_was_lost_is_released_not_left_behind(
@@ -190,13 +204,12 @@ def test_a_lock_whose_reply_was_lost_is_released_not_left_behind(
         h.command(INSTANCE_ID)
         card = h.wait_for_card()
         eventually(lambda: any(e.event == "card_posted" for e in h.bot.store.audit()), what="the card on record")
-        slow = SlowAtLock(h.bot.service.store, redis_url)
+        slow = SlowAt(h.bot.service.store, redis_url, "acquire_lock")
         h.bot.service.store = slow  # type: ignore[assignment]
         h.click("dbss_reboot_confirm", card=card)
         text = h.wait_for_hook(count=1)
         assert "state store is unavailable" in text and "Nothing was done" in text
-        for busy in slow.busy:
-            busy.__exit__(None, None, None)
+        slow.done()
         eventually(lambda: h.bot.store.current_lock(INSTANCE_ID) is None, timeout=10, what="the lock released")
         h.drain()
         assert fake_dbss.reboot_requests() == []

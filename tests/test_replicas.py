@@ -13,7 +13,7 @@ from bot.core.outbox import Outbox, OutboxMessage
 from bot.core.redis_state import RedisBackedStore
 from bot.core.store import FollowUp
 from bot.slack.delivery import Deliverer
-from tests.conftest import INSTANCE_ID
+from tests.conftest import INSTANCE_ID, OTHER_ID
 from tests.fakes.dbss import FakeDbss
 from tests.fakes.slack import BOT_TOKEN, FakeSlack, Message
 from tests.harness import ALICE, BOB, INCIDENTS, Harness, eventually
@@ -226,3 +226,40 @@ def test_two_replicas_with_slow_slack_post_each_message_once(
             deliverer.stop()
         for store in stores:
             store.close()
+
+
+def test_a_card_from_before_redis_lost_its_data_is_refused_not_rebooted_again(
+    tmp_path: Path, fake_dbss: FakeDbss, fake_slack: FakeSlack, redis_url: str
+) -> None:
+    """A card confirmed once (one reboot); then Redis loses everything (a failover to an empty node, FLUSHALL).
+    Replaying the same click, or clicking a card offered before the loss, is refused: the store is not the one
+    that issued it (its generation is new). Nothing is rebooted again; a new command gives a card that works."""
+    fake_dbss.reboot_polls = 0
+    a = Harness(tmp_path / "a", fake_dbss, fake_slack, redis_url=redis_url, bot_poll_interval_seconds=0.05)
+    b = Harness(tmp_path / "b", fake_dbss, fake_slack, redis_url=redis_url, bot_poll_interval_seconds=0.05)
+    try:
+        a.command(INSTANCE_ID)
+        card = a.wait_for_card()
+        a.click("dbss_reboot_confirm", card=card)
+        eventually(lambda: fake_dbss.reboot_requests(), what="the first reboot")
+        a.command(OTHER_ID)
+        pending = a.wait_for_card()
+        redis.Redis.from_url(redis_url).flushall()
+
+        def reset_answers() -> int:
+            return sum("state was reset" in t for t in fake_slack.hook_texts())
+
+        b.click("dbss_reboot_confirm", card=card)  # the same click, replayed
+        eventually(lambda: reset_answers() == 1, what="the replayed click refused")
+        a.click("dbss_reboot_confirm", card=pending)
+        eventually(lambda: reset_answers() == 2, what="the card from before the loss refused")
+        a.drain()
+        b.drain()
+        assert len(fake_dbss.reboot_requests()) == 1
+        a.command(OTHER_ID)
+        fresh = a.wait_for_card(count=2)
+        b.click("dbss_reboot_confirm", card=fresh)
+        eventually(lambda: len(fake_dbss.reboot_requests()) == 2, what="a reboot from a card offered after the loss")
+    finally:
+        a.stop()
+        b.stop()

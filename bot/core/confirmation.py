@@ -23,6 +23,7 @@ class Confirmation:
     expires_at: int
     nonce: str
     target: str | None = None  # region:project_id of the instance shown on the card (None: the only target)
+    generation: str | None = None  # the state store's generation when the card was offered
 
 
 class InvalidToken(Exception):
@@ -64,13 +65,19 @@ class ConfirmationSigner:
         expires_at: int,
         nonce: str | None = None,
         target: str | None = None,
+        generation: str | None = None,
     ) -> tuple[Confirmation, str]:
-        """A new confirmation and its token; the nonce makes it single-use and doubles as correlation ID."""
-        confirmation = Confirmation(instance_id, requester, channel, expires_at, nonce or secrets.token_hex(6), target)
+        """A new confirmation and its token; the nonce makes it single-use and doubles as correlation ID; the
+        generation binds it to the state store that will hold its claim."""
+        confirmation = Confirmation(
+            instance_id, requester, channel, expires_at, nonce or secrets.token_hex(6), target, generation
+        )
         fields: dict[str, object] = {"i": instance_id, "u": requester, "c": channel, "e": expires_at}
         fields["n"] = confirmation.nonce
         if target is not None:
             fields["t"] = target
+        if generation is not None:
+            fields["g"] = generation
         payload = json.dumps(fields, separators=(",", ":")).encode()
         return confirmation, f"{_b64(payload)}.{_b64(self._mac(payload))}"
 
@@ -94,7 +101,7 @@ class ConfirmationSigner:
             raise InvalidToken("bad signature")
         try:
             data = json.loads(payload)
-            target = data.get("t")
+            target, generation = data.get("t"), data.get("g")
             confirmation = Confirmation(
                 str(data["i"]),
                 str(data["u"]),
@@ -102,6 +109,7 @@ class ConfirmationSigner:
                 int(data["e"]),
                 str(data["n"]),
                 None if target is None else str(target),
+                None if generation is None else str(generation),
             )
         except (ValueError, KeyError, TypeError) as err:
             raise InvalidToken("malformed") from err

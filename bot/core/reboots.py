@@ -199,6 +199,11 @@ STATE_DOWN = (
     "The bot's state store is unavailable (locked, read-only or full), so it cannot guarantee that this "
     "confirmation is used only once. Nothing was done. Tell the platform team (python -m bot check)."
 )
+STATE_RESET = (
+    "The bot's state was reset since this card was offered (its state store is not the one that issued it), so it "
+    "cannot tell whether this confirmation was used already. Nothing was done; run `/dbss-reboot {instance_id}` "
+    "again."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,6 +409,7 @@ class RebootService:
             expires_at=expires_at,
             nonce=correlation_id,
             target=target.key if target is not None and len(self._targets) > 1 else None,
+            generation=self.store.generation(),
         )
         self._record(
             "requested",
@@ -494,6 +500,11 @@ class RebootService:
             self._record("refused", user_id=clicker, channel=channel, outcome="refused", detail="invalid token")
             return Refused("This button was not issued by this bot, or was altered. Nothing was done.", "invalid_token")
         audit = {"correlation_id": c.nonce, "user_id": clicker, "instance_id": c.instance_id, "channel": channel}
+        if c.generation != self.store.generation():
+            # The store that would hold this card's claim is not the one that issued it (Redis emptied, the state
+            # file replaced): whether it was used already cannot be known, so it is not used now.
+            self._record("refused", outcome="refused", detail="state store reset since the card was offered", **audit)
+            return Refused(STATE_RESET.format(instance_id=c.instance_id), "state_reset")
         if channel != c.channel:
             self._record("refused", outcome="refused", detail="token for another channel", **audit)
             return Refused("This confirmation belongs to another channel. Nothing was done.", "wrong_channel")

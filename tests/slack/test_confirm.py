@@ -142,7 +142,11 @@ def test_expired_card_is_marked_and_does_nothing(harness: Harness) -> None:
     """A validly signed confirmation past its expiry marks the card 'expired' and reboots nothing."""
     card = card_for(harness)
     _, stale = harness.bot.service._signer.issue(
-        instance_id=INSTANCE_ID, requester=ALICE, channel=INCIDENTS, expires_at=int(time.time()) - 1
+        instance_id=INSTANCE_ID,
+        requester=ALICE,
+        channel=INCIDENTS,
+        expires_at=int(time.time()) - 1,
+        generation=harness.bot.store.generation(),
     )
     harness.click("dbss_reboot_confirm", card=card, value=stale)
     assert card_status(harness, card).startswith(":hourglass: Expired")

@@ -299,6 +299,7 @@ def test_late_click_on_a_confirmed_card_changes_nothing(fast: Harness) -> None:
         channel=INCIDENTS,
         expires_at=int(time.time()) - 5,
         nonce=used.correlation_id or "",
+        generation=store.generation(),
     )
     fast.click("dbss_reboot_confirm", card=card, value=stale)
     assert "already answered" in fast.wait_for_hook(count=1)

@@ -199,3 +199,19 @@ def test_recovery_reports_a_recorded_but_unreported_outcome(harness: Harness) ->
     harness.restart()
     time.sleep(0.3)
     assert len(harness.slack.thread(INCIDENTS, "1700000000.000777")) == 1
+
+
+def test_a_card_from_before_the_state_file_was_replaced_is_refused(harness: Harness) -> None:
+    """The state file is deleted (or replaced by an empty one) while a card waits: after the restart the card is
+    refused, since the new file cannot know whether it was used; nothing is rebooted."""
+    harness.command(INSTANCE_ID)
+    card = harness.wait_for_card()
+    harness.stop()
+    state = Path(harness.settings.bot_state_path)
+    for leftover in state.parent.glob(state.name + "*"):
+        leftover.unlink()
+    harness.start()
+    harness.click("dbss_reboot_confirm", card=card)
+    assert "state was reset" in harness.wait_for_hook(count=1)
+    harness.drain()
+    assert harness.dbss.reboot_requests() == []

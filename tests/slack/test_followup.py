@@ -201,9 +201,13 @@ def test_a_reboot_never_seen_in_progress_is_not_called_rebooted(
     try:
         card = reboot_and_wait(h)
         end = final_reply(h, card, "is back to *ACTIVE*")
-        h.drain()
-        line = fake_slack.messages[(card.channel, card.ts)].blocks[-1]["text"]["text"]
-        assert line.startswith(":white_check_mark:")
+
+        def card_line() -> str | None:
+            with fake_slack.lock:
+                text = str(fake_slack.messages[(card.channel, card.ts)].blocks[-1].get("text", {}).get("text", ""))
+            return text if text.startswith(":white_check_mark:") else None
+
+        line = eventually(card_line, what="the card's last line")
         if polls == 0:
             assert "never seen rebooting" in end.text and "uptime" in end.text
             assert "Rebooted" not in line and "never seen in progress" in line

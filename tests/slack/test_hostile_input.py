@@ -95,6 +95,7 @@ def test_any_command_text_is_answered_and_never_reboots(
 
 def genuine_token(h: Harness, **overrides: Any) -> str:
     fields = {"instance_id": INSTANCE_ID, "requester": ALICE, "channel": INCIDENTS, "expires_at": int(time.time()) + 60}
+    fields["generation"] = h.bot.store.generation()  # as the bot issues them: bound to its state store
     fields.update(overrides)
     return h.bot.service._signer.issue(**fields)[1]
 
