@@ -6,6 +6,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import redis
 from slack_sdk import WebClient
 
@@ -263,3 +264,38 @@ def test_a_card_from_before_redis_lost_its_data_is_refused_not_rebooted_again(
     finally:
         a.stop()
         b.stop()
+
+
+def test_a_redis_that_may_forget_is_named_at_start_up(
+    tmp_path: Path, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Eviction on, no persistence (the test server's own settings): opening the store logs both as warnings, each
+    with its fix; with noeviction and appendonly on, nothing."""
+    from bot.config import Settings
+    from bot.core.stores import open_store
+
+    settings = Settings(
+        _env_file=None,
+        _secrets_dir=None,
+        dbss_project_id="0123456789abcdef0123456789abcdef",
+        dbss_auth_token="t",
+        redis_url=redis_url,
+        bot_state_path=str(tmp_path / "a.sqlite3"),
+    )
+    admin = redis.Redis.from_url(redis_url)
+    try:
+        admin.config_set("maxmemory-policy", "allkeys-lru")
+        with caplog.at_level("WARNING", logger="bot.core.stores"):
+            open_store(settings).close()
+        said = [r.getMessage() for r in caplog.records if r.name == "bot.core.stores"]
+        assert any("maxmemory-policy is allkeys-lru" in m and "noeviction" in m for m in said), said
+        assert any("appendonly" in m for m in said), said
+        caplog.clear()
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("appendonly", "yes")
+        with caplog.at_level("WARNING", logger="bot.core.stores"):
+            open_store(settings).close()
+        assert [r for r in caplog.records if r.name == "bot.core.stores"] == []
+    finally:
+        admin.config_set("appendonly", "no")
+        admin.close()

@@ -512,6 +512,35 @@ class RedisBackedStore(StateStore):
             notes.append("maxmemory-policy evicts keys: used confirmations could be forgotten; set noeviction")
         return StoreSize(self.backend, entries, oldest, pending, tuple(notes))
 
+    def forgetful(self) -> list[str]:
+        """How this Redis may lose the bot's state, each with its fix; [] when it keeps it. An eviction policy can
+        drop a used confirmation (a click could then count again, but for the store's generation: see README) or a
+        follow-up; no persistence loses everything at a restart. Unreadable settings are said too."""
+        try:
+            with self._shared():
+                memory = self._redis.info("memory")
+                persistence = self._redis.info("persistence")
+        except StateUnavailable as err:
+            return [f"cannot read its settings ({err})"]
+        problems = []
+        policy = str(memory.get("maxmemory_policy", "unknown"))
+        if policy != "noeviction":
+            problems.append(
+                f"maxmemory-policy is {policy}: keys can be evicted under memory pressure. Set it to noeviction"
+            )
+        if not int(persistence.get("aof_enabled", 0)) and not self._saves():
+            problems.append("neither AOF nor RDB snapshots are on: a restart of Redis empties it. Turn on appendonly")
+        return problems
+
+    def _saves(self) -> bool:
+        """Whether RDB snapshots are configured (`save` is not empty)."""
+        try:
+            with self._shared():
+                config = cast(dict[str, str], self._redis.config_get("save"))
+        except StateUnavailable:
+            return True  # CONFIG may be disabled by the provider: say nothing rather than something false
+        return bool(str(config.get("save", "")).strip())
+
     # --- follow-ups -------------------------------------------------------------------------------------
 
     def add_followup(self, followup: FollowUp) -> None:

@@ -7,9 +7,13 @@ in-flight locks and cooldowns as every replica of the bot.
 
 from __future__ import annotations
 
+import logging
+
 from bot.config import Settings
 from bot.core.contract import Store
 from bot.core.store import StateStore
+
+log = logging.getLogger(__name__)
 
 
 def open_store(settings: Settings) -> Store:
@@ -31,9 +35,12 @@ def open_store(settings: Settings) -> Store:
         return StateStore(settings.bot_state_path)
     from bot.core.redis_state import RedisBackedStore  # only replicas need the redis package loaded
 
-    return RedisBackedStore.from_url(
+    store = RedisBackedStore.from_url(
         settings.bot_state_path,
         settings.redis_url.get_secret_value(),
         lease_seconds=lease_seconds,
         outbox_lease_seconds=outbox_lease_seconds,
     )
+    for problem in store.forgetful():
+        log.warning("Redis may forget the bot's state: %s", problem)
+    return store
