@@ -37,7 +37,9 @@ START, END = "<!-- mute:start -->", "<!-- mute:end -->"
 SENDERS = 20
 INSTANCES = 100
 GIVE_UP_SECONDS = 30.0  # a card or an ending this late counts as never come; the requester goes on
-FINAL = ("Rebooted: back to", "Not rebooted", "Outcome unknown", "ended ", "not done after", "left the instance")
+# How the card's last line starts once the reboot is over (back to ACTIVE, an alert, not rebooted, outcome unknown);
+# "Calling DBSS" (:hourglass:) and "Rebooting" (:arrows_counterclockwise:) are not final.
+FINAL = (":white_check_mark:", ":rotating_light:", ":x:", ":warning:")
 MENTION = re.compile(r"<@(U\w+)>")
 
 
@@ -135,8 +137,9 @@ def settle(slack: FakeSlack, tally: Tally) -> None:
 
 
 def _final(card: Message) -> bool:
-    text = json.dumps(card.blocks)
-    return any(word in text for word in FINAL)
+    last = card.blocks[-1] if card.blocks else {}
+    text = str((last.get("text") or {}).get("text", "")) if isinstance(last.get("text"), dict) else ""
+    return text.startswith(FINAL)
 
 
 def _post(http: httpx.Client, url: str, body: str) -> httpx.Response:

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 METADATA_EVENT = "dbss_reboot_message"
 MAX_BACKOFF_SECONDS = 60.0
+ROUND_MESSAGES = 50  # sent in one round, in batches of `threads`, before the loop yields to acks again
 LOOKUP_SKEW_SECONDS = 600.0
 MAY_HAVE_ARRIVED = "it may have arrived, and may not have reached you"
 LOOKUP_PAGES = 50  # of 200 messages: a thread (or channel) that busy since the message was written is not plausible
@@ -134,20 +135,27 @@ class Deliverer:
                 self.outbox.wait(self.poll_seconds)
 
     def deliver_round(self) -> int:
-        """Catch up on store writes, then send the next message of every group that has one due."""
+        """Catch up on store writes, then send what is due: the next message of each group, in batches, up to
+        ROUND_MESSAGES in all.
+
+        A batch is no more than are sent at once: with replicas, each message is leased to this one for a few
+        Slack timeouts only when its batch is taken, so a lease never lapses while its message waits behind
+        others (and another replica never sends it too). The batches follow each other without waiting for a
+        quiet moment between acks (the loop waits once a round), so delivery keeps up with a storm."""
         with self._round:
             self.rounds += 1
-            # No more than are sent at once: with replicas, each is leased to this one for a few Slack timeouts, and
-            # a message leased but left waiting behind others could outlive its lease and be sent by another too.
-            # From memory first while the store fails: they must not wait for it.
-            due = self.outbox.due(limit=self._threads)
-            with self._due_lock:
-                self._due_since = {m.key: max(m.created_at, m.not_before) for m in due}
-            self.progress_at = time.monotonic()
-            if due:
+            sent = 0
+            while sent < ROUND_MESSAGES and not self._stop.is_set():
+                due = self.outbox.due(limit=self._threads)  # from memory first while the store fails
+                with self._due_lock:
+                    self._due_since = {m.key: max(m.created_at, m.not_before) for m in due}
+                self.progress_at = time.monotonic()
+                if not due:
+                    break
                 wait([self._pool.submit(self._deliver, m) for m in due])
+                sent += len(due)
             self.outbox.catch_up()
-            return len(due)
+            return sent
 
     def flush(self, timeout: float) -> None:
         """At shutdown: deliver what is due and land what the store has not taken yet, for at most `timeout`
