@@ -83,7 +83,7 @@ class AcksFirst(Middleware):
         """Hand every held job to the pool now, and take no more (the pool is shut down next)."""
         with self._changed:
             self._closed = True
-            self._changed.notify()
+            self._changed.notify_all()  # the releaser, among wait_quiet's callers
         self._releaser.join()
 
     def _release(self) -> None:
