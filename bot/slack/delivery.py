@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 METADATA_EVENT = "dbss_reboot_message"
 MAX_BACKOFF_SECONDS = 60.0
-NEWEST_UPDATES_KEPT = 10_000  # messages whose newest update is remembered (a few hundred bytes each)
+NEWEST_UPDATES_KEPT = 1_000  # messages whose newest update is remembered (those of the cards in flight)
 # Errors that say "try again": Slack's own trouble, or a credential the operators are fixing.
 TRANSIENT = frozenset(
     {
