@@ -37,7 +37,7 @@ ROUND_MESSAGES = 50  # sent in one round, in batches of `threads`, before the lo
 LOOKUP_SKEW_SECONDS = 600.0
 MAY_HAVE_ARRIVED = "it may have arrived, and may not have reached you"
 LOOKUP_PAGES = 50  # of 200 messages: a thread (or channel) that busy since the message was written is not plausible
-NEWEST_UPDATES_KEPT = 10_000  # messages whose newest update is remembered (a few hundred bytes each)
+NEWEST_UPDATES_KEPT = 1_000  # messages whose newest update is remembered (those of the cards in flight)
 # Errors that say "try again": Slack's own trouble, or a credential the operators are fixing.
 TRANSIENT = frozenset(
     {
