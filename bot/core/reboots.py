@@ -607,7 +607,13 @@ class RebootService:
             unknown = entry.event == "reboot_intent"
             interrupted = Interrupted(entry, unknown, not_called=entry.event == "confirmed")
             messages = list(announce(interrupted)) if announce is not None else []
-            if interrupted.not_called:  # no intent: DBSS was provably not called
+            who = "console" if console_user else "bot"
+            if interrupted.not_called or unknown:
+                outcome, detail = (
+                    ("not_sent", f"the {who} stopped before calling DBSS")  # no intent: DBSS was provably not called
+                    if interrupted.not_called
+                    else ("unknown", f"the {who} stopped while waiting for DBSS's answer")
+                )
                 self._record(
                     "reboot_result",
                     messages,
@@ -616,23 +622,11 @@ class RebootService:
                     instance_id=entry.instance_id,
                     channel=entry.channel,
                     thread_ts=entry.thread_ts,
-                    outcome="not_sent",
-                    detail=f"the {'console' if console_user else 'bot'} stopped before calling DBSS",
+                    outcome=outcome,
+                    detail=detail,
                 )
-                if entry.instance_id and entry.correlation_id:
+                if interrupted.not_called and entry.instance_id and entry.correlation_id:
                     self._release(entry.instance_id, entry.correlation_id)
-            elif unknown:
-                self._record(
-                    "reboot_result",
-                    messages,
-                    correlation_id=entry.correlation_id,
-                    user_id=entry.user_id,
-                    instance_id=entry.instance_id,
-                    channel=entry.channel,
-                    thread_ts=entry.thread_ts,
-                    outcome="unknown",
-                    detail=f"the {'console' if console_user else 'bot'} stopped while waiting for DBSS's answer",
-                )
             else:
                 self.store.enqueue(messages)
             if console_user is not None:
