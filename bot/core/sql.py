@@ -145,6 +145,11 @@ class SqlStore:
         return failed_at is not None and time.monotonic() - failed_at < seconds
 
     def _meta(self, key: str, make: Callable[[], bytes]) -> bytes:
+        """A value written once, when first asked for: read (a click reads the generation), written only then."""
+        with self._reading() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        if row is not None:
+            return bytes(row[0])
         with self._transaction() as db:
             db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, make()))
             row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
