@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 
-from bot.core.contract import FOLLOWUP_FIELDS, FollowUp, StateUnavailable, StoreSize
+from bot.core.contract import FOLLOWUP_FIELDS, FollowUp, StateUnavailable
 from bot.core.outbox import OutboxMessage
 from bot.core.sql import ENTRY_COLUMNS, OUTBOX_FIELDS, Cursor, SqlStore, _followup, _outbox_message
 
@@ -213,18 +213,6 @@ class PostgresStore(SqlStore):
                 (message.id, self.replica),
             )
 
-    def size(self) -> StoreSize:
-        """Audit entries from the ends of the primary key (no count(*)), pending messages from a partial index."""
-        with self._reading() as db:
-            first = db.execute("SELECT id, at FROM audit ORDER BY id LIMIT 1").fetchone()
-            last = db.execute("SELECT id FROM audit ORDER BY id DESC LIMIT 1").fetchone()
-            pending = db.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending'").fetchone()[0]
-            total = db.execute("SELECT pg_database_size(current_database())").fetchone()[0]
-        entries = int(last[0]) - int(first[0]) + 1 if first and last else 0
-        return StoreSize(
-            self.backend,
-            entries,
-            float(first[1]) if first else None,
-            int(pending),
-            (f"database {int(total) / 1e6:.1f} MB", f"schema {self.schema_version}"),
-        )
+    def _disk_size(self, db: Any) -> str:
+        total = db.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+        return f"database {int(total) / 1e6:.1f} MB"

@@ -22,7 +22,6 @@ from bot.core.contract import (
     FollowUp,
     Lock,
     StateUnavailable,
-    StoreSize,
     check_followup_updates,
 )
 from bot.core.sql import ENTRY_COLUMNS, PAGE, Db, SqlStore
@@ -233,19 +232,6 @@ class StateStore(SqlStore):
         with self._transaction() as db:
             self._append(db, entry)
 
-    def size(self) -> StoreSize:
-        """Audit entries (the AUTOINCREMENT counter less the trimmed: no count(*)), the oldest entry (the first
-        row of the primary key), pending messages (an index range of in-flight work)."""
-        with self._reading() as db:
-            first = db.execute("SELECT id, at FROM audit ORDER BY id LIMIT 1").fetchone()
-            last = db.execute("SELECT id FROM audit ORDER BY id DESC LIMIT 1").fetchone()
-            pending = db.execute("SELECT COUNT(*) FROM outbox WHERE state = 'pending'").fetchone()[0]
-            pages = db.execute("PRAGMA page_count").fetchone()[0] * db.execute("PRAGMA page_size").fetchone()[0]
-        entries = int(last[0]) - int(first[0]) + 1 if first and last else 0
-        return StoreSize(
-            self.backend,
-            entries,
-            float(first[1]) if first else None,
-            int(pending),
-            (f"file {pages / 1e6:.1f} MB", f"schema {self.schema_version}"),
-        )
+    def _disk_size(self, db: Db) -> str:
+        pages = db.execute("PRAGMA page_count").fetchone()[0] * db.execute("PRAGMA page_size").fetchone()[0]
+        return f"file {pages / 1e6:.1f} MB"
