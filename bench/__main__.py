@@ -585,14 +585,16 @@ def render(rows: list[tuple[str, str, str]], *, command: str, seconds: float) ->
     return "\n".join(lines)
 
 
-def write(out: Path, table: str) -> None:
-    text = out.read_text() if out.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
-    if START not in text:
-        text += f"\n{START}\n{END}\n"
-    head, rest = text.split(START, 1)
-    tail = rest.split(END, 1)[1] if END in rest else ""
+def write(out: Path, table: str, markers: tuple[str, str] = (START, END)) -> None:
+    """Put `table` between a benchmark's two markers in `out` (added at the end the first time)."""
+    start, end = markers
+    text = out.read_text() if out.exists() else "# Benchmarks\n"
+    if start not in text:
+        text += f"\n{start}\n{end}\n"
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1] if end in rest else ""
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(f"{head}{START}\n{table}\n{END}{tail}")
+    out.write_text(f"{head}{start}\n{table}\n{end}{tail}")
 
 
 def main(argv: list[str] | None = None) -> int:

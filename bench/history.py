@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.__main__ import commit, machine, rss_pair
+from bench.__main__ import render, rss_pair, write
 from bot.core.contract import AuditEntry
 from bot.core.outbox import OutboxMessage
 from bot.core.redis_state import RedisBackedStore
@@ -546,30 +546,6 @@ class CardSlack(FakeSlack):
         return None
 
 
-def render(rows: list[tuple[str, str, str]], *, command: str, seconds: float) -> str:
-    from datetime import UTC, datetime
-
-    lines = [
-        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}; commit {commit()}; "
-        f"`{command}` took {seconds:.0f} s.",
-        "",
-        "| measure | result | target |",
-        "|---|---|---|",
-        *[f"| {m} | {r} | {t} |" for m, r, t in rows],
-    ]
-    return "\n".join(lines)
-
-
-def write(out: Path, table: str) -> None:
-    text = out.read_text() if out.exists() else "# Benchmarks\n"
-    if START not in text:
-        text += f"\n{START}\n{END}\n"
-    head, rest = text.split(START, 1)
-    tail = rest.split(END, 1)[1] if END in rest else ""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(f"{head}{START}\n{table}\n{END}{tail}")
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench history", description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="a seconds-long version (used by the tests)")
@@ -594,7 +570,7 @@ def main(argv: list[str]) -> int:
     command = (
         "python -m bench history" + (" --smoke" if args.smoke else "") + (f" --only {args.only}" if args.only else "")
     )
-    write(args.out, render(bench.rows, command=command, seconds=time.monotonic() - started))
+    write(args.out, render(bench.rows, command=command, seconds=time.monotonic() - started), (START, END))
     print(f"wrote {args.out}")
     return 0
 

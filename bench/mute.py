@@ -29,7 +29,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.__main__ import CHANNEL, PROJECT, ROOT, SECRET, Process, click, command, commit, free_port, machine, pct
+from bench.__main__ import CHANNEL, PROJECT, ROOT, SECRET, Process, click, command, free_port, pct, render, write
 from tests.fakes.dbss import FakeDbss
 from tests.fakes.slack import BOT_TOKEN, FakeSlack, Message
 
@@ -193,7 +193,7 @@ def run(seconds: float, workdir: Path) -> Tally:
     return tally
 
 
-def render(tally: Tally, seconds: float, took: float) -> str:
+def report(tally: Tally, seconds: float, took: float) -> str:
     waits = tally.card_waits or [0.0]
     rows = [
         ("commands acknowledged", str(len(tally.acks)), ""),
@@ -206,14 +206,7 @@ def render(tally: Tally, seconds: float, took: float) -> str:
         ("card after its ack: longest", f"{max(waits) * 1000:.0f} ms", "< 2 s + the card's work"),
         ("ack: longest", f"{max(tally.acks or [0.0]) * 1000:.0f} ms", "< 3 s"),
     ]
-    lines = [
-        f"`python -m bench.mute --seconds {seconds:g}` on {machine()}, commit {commit()}, in {took:.0f} s.",
-        "",
-        "| measure | result | target |",
-        "|---|---|---|",
-        *(f"| {a} | {b} | {c} |" for a, b, c in rows),
-    ]
-    return "\n".join(lines)
+    return render(rows, command=f"python -m bench.mute --seconds {seconds:g}", seconds=took)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,13 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="dbss-mute-") as tmp:
         tally = run(args.seconds, Path(tmp))
-    table = render(tally, args.seconds, time.monotonic() - started)
+    table = report(tally, args.seconds, time.monotonic() - started)
     print(table)
-    text = args.out.read_text() if args.out.exists() else ""
-    if START not in text:
-        text += f"\n{START}\n{END}\n"
-    head, rest = text.split(START, 1)
-    args.out.write_text(f"{head}{START}\n{table}\n{END}{rest.split(END, 1)[1]}")
+    write(args.out, table, (START, END))
     return 0 if tally.lost_cards == 0 and tally.unfinished == 0 else 1
 
 
