@@ -480,9 +480,12 @@ class RedisBackedStore(StateStore):
     # --- retention and size -----------------------------------------------------------------------------
 
     def generation(self) -> str:
+        """Read on every card and click; written only when missing (a new or emptied Redis), and then only once."""
         with self._shared():
-            self._redis.set(self.key("generation"), secrets.token_hex(16), nx=True)
             value = self._redis.get(self.key("generation"))
+            if value is None:
+                self._redis.set(self.key("generation"), secrets.token_hex(16), nx=True)
+                value = self._redis.get(self.key("generation"))
         return _text(cast(bytes, value))
 
     def trim(self, now: float, *, audit_retention_days: int, batch: int = TRIM_BATCH) -> int:

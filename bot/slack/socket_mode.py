@@ -242,7 +242,11 @@ class SocketMode:
             headers["x-slack-retry-num"] = str(request.retry_attempt)
         if request.retry_reason:
             headers["x-slack-retry-reason"] = request.retry_reason
-        response = self.app.dispatch(BoltRequest(body=request.payload, mode="socket_mode", headers=headers))
+        try:
+            response = self.app.dispatch(BoltRequest(body=request.payload, mode="socket_mode", headers=headers))
+        except BaseException:
+            self._seen.forget(request.envelope_id)  # not handled: a redelivery is handled afresh
+            raise
         if response.status != 200:  # unhandled: no ack, as Bolt's handlers do; Slack tells the user
             log.info("no ack for a Socket Mode envelope", extra={"status": response.status, "type": request.type})
             self._seen.forget(request.envelope_id)  # not handled: a redelivery is handled afresh
